@@ -1,0 +1,33 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_out
+
+.PHONY: install test test-gpu demo bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[train,export,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not gpu" tests
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu tests
+
+bench: $(STAMP)
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,ops
+
+demo: $(STAMP)
+	bash scripts/demo.sh $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check melanomanet export runtime tests benchmarks
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .benchmarks

@@ -1,0 +1,138 @@
+"""Checkpoints: one safetensors file whose metadata holds the manifest. Nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from melanomanet import __version__
+from melanomanet.model import MelanomaNet, build_model
+from runtime.errors import ManifestError, MnetError
+from runtime.manifest import IMAGENET_MEAN, IMAGENET_STD, MANIFEST_KEY, Manifest, Preprocessing
+
+TRAIN_STATE_KEY = "mnet.train_state"
+OPTIMIZER_PREFIX = "optimizer."
+
+
+class CheckpointError(MnetError):
+    pass
+
+
+def make_manifest(model: MelanomaNet, image_size: int, trained_on: str, **fields) -> Manifest:
+    return Manifest(
+        architecture=model.architecture,
+        preprocessing=fields.pop("preprocessing", Preprocessing(image_size=image_size)),
+        dropout_p=model.dropout_p,
+        target_layer=model.target_layer,
+        trained_on=trained_on,
+        tool_versions={"melanomanet-edge": __version__, "torch": torch.__version__},
+        **fields,
+    )
+
+
+def save_checkpoint(path: str | Path, model: MelanomaNet, manifest: Manifest,
+                    optimizer_tensors: dict[str, torch.Tensor] | None = None,
+                    train_state: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {name: value.detach().contiguous().cpu() for name, value in model.state_dict().items()}
+    tensors.update({OPTIMIZER_PREFIX + k: v.contiguous().cpu() for k, v in (optimizer_tensors or {}).items()})
+    metadata = {MANIFEST_KEY: manifest.to_json()}
+    if train_state is not None:
+        metadata[TRAIN_STATE_KEY] = json.dumps(train_state)
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary), metadata=metadata)
+    temporary.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors checkpoint; a pickle file is refused before any read."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    _refuse_pickle(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from error
+    return tensors, metadata
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[MelanomaNet, Manifest]:
+    """Rebuild the model from a checkpoint and its manifest; the model is returned in eval mode."""
+    tensors, metadata = read_checkpoint(path)
+    if MANIFEST_KEY not in metadata:
+        raise ManifestError(f"{path}: safetensors file without a MelanomaNet manifest; "
+                            "was it written by `mnet train`?")
+    manifest = Manifest.from_json(metadata[MANIFEST_KEY], source=str(path))
+    model = build_model(manifest.architecture, manifest.num_classes, manifest.dropout_p)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    model.load_state_dict(weights, strict=True)
+    return model.to(device).eval(), manifest
+
+
+def load_seed_checkpoint(path: str | Path, architecture: str, image_size: int = 384,
+                         dropout: float = 0.3) -> tuple[MelanomaNet, Manifest]:
+    """A `.pth` released by the MelanomaNet reference code, read with `weights_only=True`.
+
+    That code resizes with torchvision's `Resize((S, S))` on PIL images (antialiased bilinear) and
+    normalises with ImageNet statistics; the manifest records exactly that.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot be read safely with torch.load(weights_only=True) ({error}); "
+                              "only plain tensor checkpoints are accepted") from error
+    state = payload.get("model_state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict with 'model_state_dict'")
+    classes = state["classifier.1.weight"].shape[0]
+    model = build_model(architecture, classes, dropout)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not fit --arch {architecture} ({str(error)[:300]})") from error
+    preprocessing = Preprocessing(image_size, IMAGENET_MEAN, IMAGENET_STD, "bilinear_antialias")
+    metrics = payload.get("metrics", {}) if isinstance(payload.get("metrics", {}), dict) else {}
+    manifest = make_manifest(model, image_size, "isic2019 (MelanomaNet reference release)",
+                             preprocessing=preprocessing,
+                             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+    return model.eval(), manifest
+
+
+def load_initial_weights(model: MelanomaNet, path: str | Path) -> None:
+    """Backbone (and, when shapes match, head) weights from a local file."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        tensors, _ = read_checkpoint(path)
+    else:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        tensors = payload.get("model_state_dict", payload.get("state_dict", payload))
+    own = model.state_dict()
+    usable = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        prefixed = {f"backbone.{k}": v for k, v in tensors.items()}
+        usable = {k: v for k, v in prefixed.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise CheckpointError(f"{path}: no tensor matches {model.architecture}; is it the right architecture?")
+    model.load_state_dict(usable, strict=False)
+
+
+def _refuse_pickle(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path}: this is a pickle/torch.save file, which can execute code when loaded; it is refused. "
+            "Checkpoints are .safetensors files written by `mnet train`; a MelanomaNet reference .pth "
+            "can be converted with `mnet-export onnx --from-seed FILE.pth --arch ARCH`."
+        )

@@ -1,0 +1,23 @@
+"""Errors the runtime raises: each names the file at fault and how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MnetError(Exception):
+    """Base class: a problem a user can fix, with a message that says how."""
+
+
+class ImageError(MnetError):
+    def __init__(self, path: str | Path, problem: str, fix: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}. {fix}")
+
+
+class ManifestError(MnetError):
+    """A model file without a usable MelanomaNet manifest, or one that does not match."""
+
+
+class BackendError(MnetError):
+    """A backend that cannot load or run the given artifact."""

@@ -1,0 +1,147 @@
+"""The manifest: the single source of truth for labels, preprocessing, outputs and thresholds.
+
+It travels inside every artifact: in a checkpoint's safetensors metadata, in an ONNX model's
+`metadata_props` and in the JSON sidecar of an engine, always under the key `MANIFEST_KEY`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from runtime.errors import ManifestError
+
+SCHEMA_VERSION = 1
+MANIFEST_KEY = "mnet.manifest"
+CLASS_NAMES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+CLASS_DESCRIPTIONS = {
+    "MEL": "melanoma",
+    "NV": "melanocytic nevus",
+    "BCC": "basal cell carcinoma",
+    "AK": "actinic keratosis",
+    "BKL": "benign keratosis",
+    "DF": "dermatofibroma",
+    "VASC": "vascular lesion",
+    "SCC": "squamous cell carcinoma",
+    "UNK": "none of the others",
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("area", "bilinear", "bilinear_antialias")
+DEFAULT_FLAG_THRESHOLD = 0.5
+DEFAULT_MC_SAMPLES = 30
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the whole RGB image to `image_size` squared, scale to [0, 1], normalise per channel."""
+
+    image_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "area"
+
+    def __post_init__(self):
+        if self.interpolation not in INTERPOLATIONS:
+            raise ManifestError(f"unknown interpolation {self.interpolation!r}; expected one of {INTERPOLATIONS}")
+        if self.image_size < 32:
+            raise ManifestError(f"image_size {self.image_size} is too small (at least 32 px)")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    architecture: str
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...] = CLASS_NAMES
+    dropout_p: float = 0.3
+    target_layer: str = ""
+    mc_samples: int = DEFAULT_MC_SAMPLES
+    flag_threshold: float = DEFAULT_FLAG_THRESHOLD
+    trained_on: str = "unknown"
+    outputs: dict = field(default_factory=dict)
+    source_sha256: str = ""
+    tool_versions: dict = field(default_factory=dict)
+    tolerances: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.trained_on == "synthetic"
+
+    def with_updates(self, **changes) -> "Manifest":
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "manifest") -> "Manifest":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"{source}: the manifest is not valid JSON ({error})") from error
+        if not isinstance(raw, dict) or "architecture" not in raw or "preprocessing" not in raw:
+            raise ManifestError(f"{source}: the manifest lacks 'architecture' or 'preprocessing'")
+        if raw.get("schema", 0) > SCHEMA_VERSION:
+            raise ManifestError(
+                f"{source}: manifest schema {raw['schema']} is newer than this toolkit reads "
+                f"({SCHEMA_VERSION}); upgrade melanomanet-edge"
+            )
+        pre = raw.pop("preprocessing")
+        pre = Preprocessing(
+            image_size=int(pre["image_size"]),
+            mean=tuple(pre["mean"]),
+            std=tuple(pre["std"]),
+            interpolation=pre["interpolation"],
+        )
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known["class_names"] = tuple(known.get("class_names", CLASS_NAMES))
+        return cls(preprocessing=pre, **known)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def write_sidecar(artifact: str | Path, manifest: Manifest, **facts) -> Path:
+    """Write `<artifact>.json`: the manifest, the artifact's sha256 and any build facts."""
+    path = sidecar_path(artifact)
+    payload = {"artifact": Path(artifact).name, "sha256": sha256_file(artifact), **facts,
+               MANIFEST_KEY: json.loads(manifest.to_json())}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    temporary.replace(path)
+    return path
+
+
+def read_sidecar(artifact: str | Path) -> tuple[Manifest, dict]:
+    """Read and hash-check the sidecar of an artifact; return its manifest and build facts."""
+    path = sidecar_path(artifact)
+    if not path.exists():
+        raise ManifestError(f"{artifact}: no sidecar {path.name} beside it; rebuild the artifact with mnet-export")
+    facts = json.loads(path.read_text())
+    actual = sha256_file(artifact)
+    if facts.get("sha256") != actual:
+        raise ManifestError(
+            f"{artifact}: its sha256 {actual[:12]}… does not match the sidecar's "
+            f"{str(facts.get('sha256'))[:12]}…; the file changed after export: rebuild it with mnet-export"
+        )
+    manifest = Manifest.from_json(json.dumps(facts.pop(MANIFEST_KEY)), source=str(path))
+    return manifest, facts

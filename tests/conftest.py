@@ -1,0 +1,37 @@
+"""Shared fixtures: synthetic data and a briefly trained b0 checkpoint, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
+REAL_GROUND_TRUTH = SHARED_DATA / "isic2019" / "ISIC_2019_Training_GroundTruth.csv"
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    from melanomanet.data.synth import write_dataset
+
+    folder = tmp_path_factory.mktemp("synth")
+    write_dataset(folder, count=200, seed=7, size=128)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(synth_dir, tmp_path_factory) -> dict:
+    """A b0 model trained 3 epochs on 200 synthetic 128-px lesions, with its training summary."""
+    from melanomanet.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    summary = train(TrainConfig(data=str(synth_dir), out=str(out), epochs=3, image_size=128, batch_size=8,
+                                lr=3e-3, seed=0, trained_on="synthetic"))
+    return {"checkpoint": out / "best.safetensors", "last": out / "last.safetensors", "summary": summary,
+            "data": synth_dir}
+
+
+@pytest.fixture(scope="session")
+def checkpoint(trained) -> Path:
+    return trained["checkpoint"]

@@ -1,0 +1,56 @@
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from melanomanet.cli import app
+from melanomanet.data.synth import render, sample_params, write_dataset
+from melanomanet.evaluate import evaluate
+from tests.conftest import REAL_GROUND_TRUTH
+
+
+@pytest.mark.slow
+def test_b0_learns_synthetic_classes_well_above_chance(trained):
+    report = evaluate(str(trained["data"]), str(trained["checkpoint"]), split="test")
+    print(f"held-out balanced accuracy {report['balanced_accuracy']:.3f} (chance 0.125)")
+    assert report["samples"] == 24
+    assert report["balanced_accuracy"] >= 0.25
+    assert set(report) >= {"accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auc", "confusion_matrix"}
+
+
+@pytest.mark.slow
+def test_resume_continues_from_last_epoch(trained, tmp_path):
+    from melanomanet.train import TrainConfig, train
+
+    out = tmp_path / "resumed"
+    shutil.copytree(trained["last"].parent, out)
+    summary = train(TrainConfig(data=str(trained["data"]), out=str(out), epochs=4, image_size=128, batch_size=8,
+                                lr=3e-3, resume=str(out / "last.safetensors")))
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(not REAL_GROUND_TRUTH.exists(), reason="../shared/data not beside the checkout")
+def test_train_without_images_counts_the_missing(tmp_path):
+    shutil.copy(REAL_GROUND_TRUTH, tmp_path)
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "25,331 of 25,331 images" in result.output and "--skip-missing" in result.output
+    assert result.output.count("error:") == 1
+
+
+def test_synthetic_dataset_layout_and_determinism(tmp_path):
+    write_dataset(tmp_path / "a", count=9, seed=5, size=96)
+    write_dataset(tmp_path / "b", count=9, seed=5, size=96)
+    lines = (tmp_path / "a" / "ISIC_2019_Training_GroundTruth.csv").read_text().splitlines()
+    assert lines[0] == "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK" and len(lines) == 10
+    for name in ("SYN_0005_000000.jpg", "truth/SYN_0005_000000_mask.png", "truth/SYN_0005_000000.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_synthetic_colour_truth_covers_lesion():
+    params = sample_params(np.random.default_rng(3), "MEL")
+    image, mask, coverage = render(params, 192)
+    assert image.shape == (192, 192, 3) and mask.sum() > 0
+    assert set(coverage) == set(params.colours)
+    assert sum(coverage.values()) == pytest.approx(1.0)
