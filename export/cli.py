@@ -1,0 +1,188 @@
+"""`mnet-export`: checkpoint -> ONNX bundle -> verification -> TensorRT check -> engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from runtime.backends.trt_support import ToolMissing
+from runtime.errors import MnetError
+
+app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and TensorRT engines, verified against PyTorch.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+CheckpointArg = Annotated[Optional[Path], typer.Argument(help="A .safetensors checkpoint from `mnet train`.")]
+SeedOpt = Annotated[Optional[Path], typer.Option("--from-seed", help="A .pth released by the MelanomaNet "
+                                                 "reference code (read with weights_only=True).")]
+ArchOpt = Annotated[Optional[str], typer.Option(help="Architecture of --from-seed: efficientnet_v2_s, _m or _l.")]
+SizeOpt = Annotated[Optional[int], typer.Option(help="Input size in pixels (default: the checkpoint's).")]
+LayerOpt = Annotated[str, typer.Option(help="GradCAM++ target: 'last' (closed-form gradient, free) or a module "
+                                       "name such as backbone.blocks.4 (backward pass in the graph).")]
+CavsOpt = Annotated[Optional[Path], typer.Option(help="FastCAV vectors (from `mnet concepts train`) to carry.")]
+
+
+def fail(error: Exception, code: int = 1):
+    console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _source(checkpoint, seed, arch, image_size):
+    from export.source import load_source
+
+    try:
+        return load_source(checkpoint, seed, arch, image_size)
+    except (MnetError, ValueError) as error:
+        fail(error)
+
+
+def _spec(source, image_size, cam_layer, dynamic_batch, opset):
+    from export.spec import ExportSpec
+
+    return ExportSpec(image_size=image_size or source.manifest.preprocessing.image_size, cam_layer=cam_layer,
+                      dynamic_batch=dynamic_batch, opset=opset, mc_samples=source.manifest.mc_samples)
+
+
+def _concepts(cavs: Optional[Path], source):
+    if cavs is None:
+        return None
+    from melanomanet.concepts import load_cavs_for_bundle
+
+    try:
+        return load_cavs_for_bundle(cavs, source.model.num_features)
+    except MnetError as error:
+        fail(error)
+
+
+@app.command()
+def onnx(
+    checkpoint: CheckpointArg = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.")] = Path("model.onnx"),
+    image_size: SizeOpt = None,
+    cam_layer: LayerOpt = "last",
+    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10 parses up to 20).")] = 20,
+    from_seed: SeedOpt = None,
+    arch: ArchOpt = None,
+    cavs: CavsOpt = None,
+):
+    """Export one self-contained .onnx bundle: logits, mc_logits, cam_activations, cam_gradients, embedding."""
+    from export.stages.onnx import to_onnx
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from runtime.manifest import write_sidecar
+
+    source = _source(checkpoint, from_seed, arch, image_size)
+    spec = _spec(source, image_size, cam_layer, dynamic_batch, opset)
+    with console.status(f"exporting {source.manifest.architecture} at {spec.image_size}px"):
+        path = to_onnx(source, spec, out, concepts=_concepts(cavs, source))
+    write_sidecar(path, OnnxRuntimeBackend(path).manifest)
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.json")
+
+
+@app.command("verify")
+def verify_command(
+    model: Annotated[Path, typer.Argument(help="The exported .onnx file.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="The checkpoint it was exported from.")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="A folder of real images to verify on, too.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this file.")] = None,
+    from_seed: SeedOpt = None,
+    arch: ArchOpt = None,
+):
+    """Compare ONNX Runtime with PyTorch: logits, MC logits, activations, gradients, GradCAM++ maps."""
+    from export.stages.verify import verify
+
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    try:
+        size = OnnxRuntimeBackend(model).manifest.preprocessing.image_size
+        report = verify(model, _source(checkpoint, from_seed, arch, size), images)
+    except MnetError as error:
+        fail(error)
+    for name, figure in report.figures.items():
+        if isinstance(figure, dict):
+            console.print(f"  {name:<48} {figure['value']:.3g}  (limit {figure['limit']:g})")
+    if json_out:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2))
+    if not report.passed:
+        fail(MnetError("outside tolerance: " + "; ".join(report.failures)))
+    console.print("[green]verified[/green]: ONNX Runtime matches PyTorch within the declared tolerances")
+
+
+@app.command()
+def check(
+    model: Annotated[Path, typer.Argument(help="The .onnx file to check.")],
+    target: Annotated[str, typer.Option(help="Deployment target; 'tensorrt' (TensorRT 10 ONNX parser).")] = "tensorrt",
+):
+    """List the ops and attributes the target's ONNX parser does not support (runs on CPU)."""
+    from export.stages.check import check_tensorrt
+
+    if target != "tensorrt":
+        fail(MnetError(f"unknown target {target!r}; only 'tensorrt' is known"))
+    report = check_tensorrt(model)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for problem in report.problems:
+        console.print(f"[red]unsupported:[/red] {escape(problem)}", soft_wrap=True)
+    if not report.passed:
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/green]: {sum(report.op_counts.values())} nodes, all parseable by TensorRT 10")
+
+
+@app.command()
+def trt(
+    model: Annotated[Path, typer.Argument(help="The exported .onnx file.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The engine file to write.")] = Path("model.engine"),
+    fp16: Annotated[bool, typer.Option(help="Allow FP16 kernels.")] = False,
+    int8: Annotated[bool, typer.Option(help="INT8 with entropy calibration (needs --calib).")] = False,
+    calib: Annotated[Optional[Path], typer.Option(help="Folder of calibration images.")] = None,
+    workspace: Annotated[float, typer.Option(help="Builder workspace in GB.")] = 2.0,
+    batch: Annotated[str, typer.Option(help="Batch profile MIN:OPT:MAX.")] = "1:1:1",
+    mc_samples: Annotated[str, typer.Option(help="MC-sample profile MIN:OPT:MAX.")] = "1:30:128",
+):
+    """Build a plain TensorRT engine (trtexec can load it) and its JSON sidecar. Exit 2 without TensorRT/GPU."""
+    from export.stages.tensorrt import EngineSpec, build_engine, parse_range
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    try:
+        spec = EngineSpec(fp16=fp16, int8=int8, calib=calib, workspace_gb=workspace, batch=parse_range(batch),
+                          mc_samples=parse_range(mc_samples))
+        manifest = OnnxRuntimeBackend(model).manifest
+        path = build_engine(model, manifest, spec, out, log=console.print)
+    except ToolMissing as missing:
+        fail(missing, code=2)
+    except (MnetError, ValueError) as error:
+        fail(error)
+    console.print(f"wrote {path} and {path.name}.json")
+
+
+@app.command("all")
+def export_all_command(
+    checkpoint: CheckpointArg = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for model.onnx, reports and the engine.")] = Path("export"),
+    image_size: SizeOpt = None,
+    cam_layer: LayerOpt = "last",
+    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")] = False,
+    images: Annotated[Optional[Path], typer.Option(help="Real images to verify on, too.")] = None,
+    fp16: Annotated[bool, typer.Option(help="FP16 engine where TensorRT exists.")] = False,
+    from_seed: SeedOpt = None,
+    arch: ArchOpt = None,
+    cavs: CavsOpt = None,
+):
+    """Chain onnx -> verify -> check (-> trt where TensorRT and a GPU exist)."""
+    from export.pipeline import export_all
+    from export.stages.tensorrt import EngineSpec
+
+    source = _source(checkpoint, from_seed, arch, image_size)
+    spec = _spec(source, image_size, cam_layer, dynamic_batch, 20)
+    try:
+        summary = export_all(source, spec, out, images, EngineSpec(fp16=fp16), log=console.print,
+                             concepts=_concepts(cavs, source))
+    except MnetError as error:
+        fail(error)
+    if not (summary["verify"] and summary["check"]):
+        raise typer.Exit(1)

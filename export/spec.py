@@ -1,0 +1,46 @@
+"""What an export produces: input/output names, axes, opset, and the tolerances it is verified against."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+INPUT_IMAGE = "image"
+INPUT_MC_MASK = "mc_mask"
+INPUT_CAM_CLASS = "cam_class"
+OUTPUT_NAMES = ("logits", "mc_logits", "cam_activations", "cam_gradients", "embedding")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """fp32 ONNX Runtime against PyTorch on the same inputs."""
+
+    logits_abs: float = 1e-4
+    mc_logits_abs: float = 1e-4
+    probabilities_abs: float = 1e-5
+    embedding_abs: float = 1e-4
+    activations_abs: float = 1e-3
+    gradients_rel: float = 1e-5
+    head_under_mask_abs: float = 1e-5
+    cam_pearson: float = 0.999
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    image_size: int
+    cam_layer: str = "last"
+    dynamic_batch: bool = False
+    opset: int = 20
+    mc_samples: int = 30
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+    @property
+    def intermediate(self) -> bool:
+        return self.cam_layer != "last"
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        base = (INPUT_IMAGE, INPUT_MC_MASK)
+        return base + (INPUT_CAM_CLASS,) if self.intermediate else base
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,91 @@
+"""Stage: checkpoint -> self-contained ONNX model with the manifest in its metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from export.source import Source
+from export.spec import OUTPUT_NAMES, ExportSpec
+from export.wrappers import IntermediateLayerGraph, LastLayerGraph
+from runtime.manifest import MANIFEST_KEY, Manifest
+
+
+def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None = None) -> Path:
+    model = source.model
+    layer = model.target_layer if not spec.intermediate else spec.cam_layer
+    if spec.intermediate:
+        graph = IntermediateLayerGraph(model, layer, spec.image_size)
+        example = (_image(1, spec), _mask(spec, model), torch.zeros(1, dtype=torch.int64))
+        dynamic = (None, {0: torch.export.Dim("mc_samples", min=1, max=4096)}, None)
+    else:
+        graph = LastLayerGraph(model)
+        batch = 2 if spec.dynamic_batch else 1
+        example = (_image(batch, spec), _mask(spec, model))
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=256)} if spec.dynamic_batch else None,
+                   {0: torch.export.Dim("mc_samples", min=1, max=4096)})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(graph, example, dynamo=True, opset_version=spec.opset,
+                                    input_names=list(spec.input_names), output_names=list(OUTPUT_NAMES),
+                                    dynamic_shapes=dynamic, verbose=False)
+    manifest = bundle_manifest(source, spec, layer, program.model.graph.outputs, concepts)
+    onnx_model = program.model_proto
+    _set_metadata(onnx_model, {MANIFEST_KEY: manifest.to_json()})
+    import onnx
+
+    temporary = out.with_name(out.name + ".tmp")
+    onnx.save_model(onnx_model, str(temporary), save_as_external_data=False)
+    temporary.replace(out)
+    return out
+
+
+def bundle_manifest(source: Source, spec: ExportSpec, layer: str, outputs, concepts: dict | None) -> Manifest:
+    shapes = {value.name: [d if isinstance(d, int) else str(d) for d in value.shape] for value in outputs}
+    preprocessing = source.manifest.preprocessing.__class__(
+        spec.image_size, source.manifest.preprocessing.mean, source.manifest.preprocessing.std,
+        source.manifest.preprocessing.interpolation)
+    extra = {**source.manifest.extra, "cam_mode": "intermediate" if spec.intermediate else "last",
+             "inputs": list(spec.input_names), "dynamic_batch": spec.dynamic_batch and not spec.intermediate,
+             "opset": spec.opset, "source_file": source.path.name}
+    extra.pop("train_config", None)
+    if concepts:
+        extra["concepts"] = concepts
+    return source.manifest.with_updates(
+        preprocessing=preprocessing, target_layer=layer, mc_samples=spec.mc_samples, outputs=shapes,
+        source_sha256=source.sha256, tolerances=spec.as_dict()["tolerances"], tool_versions=tool_versions(),
+        extra=extra)
+
+
+def tool_versions() -> dict:
+    found = {}
+    for package in ("melanomanet-edge", "torch", "timm", "onnx", "onnxscript", "onnxruntime"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _set_metadata(onnx_model, entries: dict[str, str]) -> None:
+    kept = [p for p in onnx_model.metadata_props if p.key not in entries]
+    del onnx_model.metadata_props[:]
+    onnx_model.metadata_props.extend(kept)
+    for key, value in entries.items():
+        onnx_model.metadata_props.add(key=key, value=value)
+
+
+def _image(batch: int, spec: ExportSpec) -> torch.Tensor:
+    return torch.zeros(batch, 3, spec.image_size, spec.image_size)
+
+
+def _mask(spec: ExportSpec, model) -> torch.Tensor:
+    return torch.ones(spec.mc_samples, model.num_features)
+
