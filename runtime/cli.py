@@ -2,8 +2,114 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from runtime.errors import MnetError
+
+console = Console(stderr=True)
+
+BackendOpt = Annotated[str, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or tensorrt "
+                                         "(a .engine file).")]
+MmOpt = Annotated[Optional[float], typer.Option(help="Millimetres per pixel from the dermatoscope's calibration "
+                                                "(diameters in mm).")]
+
+
+def _fail(error: Exception):
+    console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def run(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for <stem>.json, <stem>.png, summary.csv.")] = Path("mnet_out"),
+    mc_samples: Annotated[Optional[int], typer.Option(help="MC dropout samples T (default: the bundle's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the dropout masks: same seed, same numbers.")] = 0,
+    backend: BackendOpt = "ort-cpu",
+    class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class instead of the "
+                                                      "predicted one (e.g. MEL).")] = None,
+    mm_per_px: MmOpt = None,
+    threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime (0: all).")] = 0,
+    abcde: Annotated[bool, typer.Option(help="Run the ABCD analysis.")] = True,
+):
+    """Explained predictions: probabilities, MC uncertainty, GradCAM++, ABCD; a JSON report and a PNG panel per image."""
+    from runtime.batch import run_batch
+    from runtime.predictor import Predictor
+
+    try:
+        predictor = Predictor(model, backend=backend, mc_samples=mc_samples, seed=seed, threads=threads,
+                              abcde=abcde, mm_per_px=mm_per_px)
+        if class_name:
+            predictor.class_index(class_name)
+    except MnetError as error:
+        _fail(error)
+    if predictor.manifest.is_demo:
+        console.print("[yellow]demo weights trained on synthetic lesions: outputs are not about real lesions and "
+                      "not for diagnosis[/yellow]")
+    from runtime.imageio import collect_images
+
+    total = len(collect_images(inputs)[0])
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("explaining", total=total)
+        outcomes = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task))
+    _summary_table(outcomes)
+    failed = [o for o in outcomes if o.status != "ok"]
+    console.print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed; reports in {out} (summary.csv)")
+    if predictor.concepts is not None:
+        from runtime.concepts import tcav_scores
+
+        scores = tcav_scores([o.result for o in outcomes if o.result is not None])
+        (out / "tcav.json").write_text(json.dumps(scores, indent=2))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _summary_table(outcomes):
+    table = Table("input", "status", "label", "p", "review", "note")
+    for outcome in outcomes:
+        row = outcome.row
+        table.add_row(Path(row["input"]).name, "[green]ok[/green]" if row["status"] == "ok" else "[red]failed[/red]",
+                      str(row["label"]), str(row["probability"]), "[red]yes[/red]" if row["flagged"] is True else "",
+                      escape(str(row["error"]))[:90])
+    Console(stderr=True).print(table)
+
+
+def abcde(
+    image: Annotated[Path, typer.Argument(help="A dermoscopic image.")],
+    prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (for E, evolution).")] = None,
+    mm_per_px: MmOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements here.")] = None,
+    png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the overlay picture here.")] = None,
+):
+    """ABCD(E) criteria measured in OpenCV: segmentation, asymmetry, border, colours, diameter, evolution."""
+    from runtime.abcde.api import analyze_files
+    from runtime.imageio import encode_png, write_atomic
+
+    try:
+        result, overlay = analyze_files(image, prior, mm_per_px)
+    except MnetError as error:
+        _fail(error)
+    text = json.dumps(result, indent=2)
+    if json_out:
+        write_atomic(json_out, text.encode())
+    else:
+        print(text)
+    if png_out:
+        write_atomic(png_out, encode_png(overlay))
+    if result["asymmetry"] is None:
+        console.print(f"[yellow]no lesion found in {image}[/yellow]")
 
 
 def register(app: typer.Typer) -> None:
     """Attach the runtime commands to the `mnet` app."""
+    app.command()(run)
+    app.command()(abcde)

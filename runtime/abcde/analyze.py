@@ -1,0 +1,95 @@
+"""The ABCD(E) analysis of one image: segmentation, then A, B, C, D (and E given a prior image)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from runtime.abcde.criteria import (COLOUR_ASYMMETRY_THRESHOLD, SHAPE_ASYMMETRY_THRESHOLD, border_cutoff_segments,
+                                    colour_asymmetry, colours_present, compactness, diameters, shape_asymmetry,
+                                    to_lab)
+from runtime.abcde.segment import WORKING_SIDE, Segmentation, segment
+from runtime.abcde.shape import region
+
+PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 0.5 x colour count: the A, B and C "
+                      "terms of the Total Dermoscopy Score. Its D term counts dermoscopic structures, which are not "
+                      "measured here, so this is not a TDS and must not be read against TDS cut-offs.")
+
+
+MAX_ANALYSIS_SIDE = 2048
+
+
+def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None) -> dict:
+    """Segment (unless a mask is given) and measure; keys: segmentation, asymmetry, border, color, diameter.
+    Images larger than MAX_ANALYSIS_SIDE are measured downscaled, with sizes given in original pixels."""
+    side = max(image_rgb.shape[:2])
+    if mask is None and side > MAX_ANALYSIS_SIDE:
+        return _analyze_downscaled(image_rgb, mm_per_px, MAX_ANALYSIS_SIDE / side)
+    found = segment(image_rgb) if mask is None else Segmentation((mask > 0).astype(np.uint8))
+    result = {"segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
+                               "flags": list(found.flags)}}
+    geometry = region(found.mask) if found.area_px >= 9 else None
+    if geometry is None or not found.found:
+        if "no_lesion" not in result["segmentation"]["flags"]:
+            result["segmentation"]["flags"].append("no_lesion")
+        return {**result, "asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None}
+    small_image, small_mask = working_copies(image_rgb, found)
+    small_geometry = region(small_mask) or geometry
+    lab = to_lab(small_image)
+    shape_axes = shape_asymmetry(geometry)
+    colour_axes = colour_asymmetry(lab, small_mask, small_geometry)
+    points = sum(s > SHAPE_ASYMMETRY_THRESHOLD or c > COLOUR_ASYMMETRY_THRESHOLD
+                 for s, c in zip(shape_axes, colour_axes))
+    hairless = small_mask if found.hairs is None or found.hairs.shape != small_mask.shape else small_mask & (1 - found.hairs)
+    present, coverage = colours_present(lab, hairless)
+    cutoffs = border_cutoff_segments(lab[..., 0], small_mask, small_geometry)
+    result.update({
+        "asymmetry": {"shape_axes": shape_axes, "shape": float(np.mean(shape_axes)), "color_axes": colour_axes,
+                      "color": float(np.mean(colour_axes)), "points": int(points),
+                      "orientation_deg": float(np.degrees(geometry.orientation)),
+                      "centroid": list(geometry.centroid)},
+        "border": {"compactness": compactness(geometry), "cutoff_segments": cutoffs},
+        "color": {"present": present, "count": len(present), "coverage": coverage},
+        "diameter": diameters(geometry, mm_per_px),
+        "partial_score": {"value": round(1.3 * points + 0.1 * cutoffs + 0.5 * len(present), 2),
+                          "note": PARTIAL_SCORE_NOTE},
+    })
+    result["_mask"] = found.mask
+    return result
+
+
+def _analyze_downscaled(image_rgb: np.ndarray, mm_per_px: float | None, factor: float) -> dict:
+    height, width = image_rgb.shape[:2]
+    small = cv2.resize(image_rgb, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+    result = analyze(small, mm_per_px / factor if mm_per_px else None)
+    result["segmentation"]["area_px"] = round(result["segmentation"]["area_px"] / factor**2)
+    result["segmentation"]["analysis_scale"] = factor
+    if result.get("diameter"):
+        diameter = result["diameter"]
+        for key in ("feret_px", "equivalent_px"):
+            diameter[key] /= factor
+        diameter["feret_endpoints"] = (np.array(diameter["feret_endpoints"]) / factor).tolist()
+        diameter["mm_per_px"] = mm_per_px
+        result["asymmetry"]["centroid"] = [c / factor for c in result["asymmetry"]["centroid"]]
+    if "_mask" in result:
+        result["_mask"] = cv2.resize(result["_mask"], (width, height), interpolation=cv2.INTER_NEAREST)
+    return result
+
+
+def working_copies(image_rgb: np.ndarray, found: Segmentation) -> tuple[np.ndarray, np.ndarray]:
+    """Colour and border are measured at the segmentation's working resolution (hairs left out of the
+    colours); shape and size on the full-resolution mask."""
+    height, width = found.mask.shape
+    side = max(height, width)
+    if side <= WORKING_SIDE:
+        return (found.working_image if found.working_image is not None else image_rgb), found.mask
+    size = (max(1, round(width * WORKING_SIDE / side)), max(1, round(height * WORKING_SIDE / side)))
+    small_image = found.working_image if found.working_image is not None else cv2.resize(
+        image_rgb, size, interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(found.mask, (small_image.shape[1], small_image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return small_image, small_mask
+
+
+def public(result: dict) -> dict:
+    """The JSON-able part of an analysis (without the mask array)."""
+    return {key: value for key, value in result.items() if not key.startswith("_")}

@@ -1,0 +1,140 @@
+"""A, B, C, D by their clinical definitions, measured on an RGB image and a lesion mask."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from runtime.abcde.palette import COLOUR_NAMES, DERMOSCOPIC_COLOURS
+from runtime.abcde.shape import Region, feret_diameter, perimeter, reflect
+
+SUBPIXEL = 2
+SHAPE_ASYMMETRY_THRESHOLD = 0.10
+COLOUR_ASYMMETRY_THRESHOLD = 0.25
+COLOUR_MIN_FRACTION = 0.05
+COLOUR_MAX_DISTANCE = 30.0
+CUTOFF_SHARPNESS = 0.5
+LARGE_DIAMETER_MM = 6.0
+
+
+def shape_asymmetry(region: Region) -> list[float]:
+    """For each principal axis: |M xor mirror(M)| / |M|, the mask polygon mirrored about the axis
+    through the centroid, both rasterised at 1/2-pixel resolution."""
+    contour = region.contour.astype(np.float64)
+    values = []
+    for axis in region.axes:
+        mirrored = reflect(contour, region.centroid, axis)
+        low = np.floor(np.minimum(contour.min(0), mirrored.min(0))) - 2
+        high = np.ceil(np.maximum(contour.max(0), mirrored.max(0))) + 2
+        size = ((high - low) * SUBPIXEL).astype(int) + 1
+        original = _raster(contour - low, size)
+        reflected = _raster(mirrored - low, size)
+        values.append(float(np.count_nonzero(original ^ reflected) / max(np.count_nonzero(original), 1)))
+    return values
+
+
+def _raster(polygon: np.ndarray, size) -> np.ndarray:
+    canvas = np.zeros((size[1], size[0]), np.uint8)
+    fixed = np.round(polygon * SUBPIXEL * 16).astype(np.int32)
+    cv2.fillPoly(canvas, [fixed], 1, cv2.LINE_8, shift=4)
+    return canvas.astype(bool)
+
+
+def colour_asymmetry(lab: np.ndarray, mask: np.ndarray, region: Region) -> list[float]:
+    """For each principal axis: total-variation distance (0..1) between the colour histograms of the
+    two halves of the lesion on either side of the axis."""
+    ys, xs = np.nonzero(mask)
+    colours = _quantise(lab[ys, xs])
+    offsets = np.stack([xs - region.centroid[0], ys - region.centroid[1]], axis=1)
+    values = []
+    for axis in region.axes:
+        normal = np.array([-axis[1], axis[0]])
+        side = offsets @ normal > 0
+        if side.all() or not side.any():
+            values.append(0.0)
+            continue
+        first = np.bincount(colours[side], minlength=64) / side.sum()
+        second = np.bincount(colours[~side], minlength=64) / (~side).sum()
+        values.append(float(0.5 * np.abs(first - second).sum()))
+    return values
+
+
+def _quantise(lab_pixels: np.ndarray) -> np.ndarray:
+    lightness = np.clip(lab_pixels[:, 0] / 25, 0, 3).astype(int)
+    a = np.clip((lab_pixels[:, 1] + 20) / 20, 0, 3).astype(int)
+    b = np.clip((lab_pixels[:, 2] + 20) / 20, 0, 3).astype(int)
+    return lightness * 16 + a * 4 + b
+
+
+def compactness(region: Region) -> float:
+    """P^2 / (4 pi A): 1 for a disc, larger for irregular borders (contour polygon area)."""
+    area = cv2.contourArea(region.contour.astype(np.float32))
+    length = perimeter(region.contour)
+    if area <= 0:
+        return 1.0
+    return float(length**2 / (4 * np.pi * area))
+
+
+def border_cutoff_segments(lightness: np.ndarray, mask: np.ndarray, region: Region) -> int:
+    """ABCD rule B: how many of 8 sectors around the centroid show an abrupt cut-off of pigment: most
+    of the lightness change across the border happens within a narrow band around it."""
+    band = max(2, int(round(np.sqrt(region.area) / 40)))
+    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3)
+    near_in = (inside > 0) & (inside <= band)
+    near_out = (outside > 0) & (outside <= band)
+    far_in = (inside > 3 * band) & (inside <= 5 * band)
+    far_out = (outside > 3 * band) & (outside <= 5 * band)
+    height, width = mask.shape
+    yy, xx = np.mgrid[0:height, 0:width]
+    angles = np.arctan2(yy - region.centroid[1], xx - region.centroid[0]) - region.orientation
+    sector = ((angles % (2 * np.pi)) / (np.pi / 4)).astype(int) % 8
+    count = 0
+    for index in range(8):
+        here = sector == index
+        parts = [lightness[here & part] for part in (near_in, near_out, far_in, far_out)]
+        if any(part.size < 5 for part in parts):
+            continue
+        total = np.mean(parts[3]) - np.mean(parts[2])
+        step = np.mean(parts[1]) - np.mean(parts[0])
+        if abs(total) > 5 and step / total > CUTOFF_SHARPNESS:
+            count += 1
+    return count
+
+
+def colours_present(lab: np.ndarray, mask: np.ndarray) -> tuple[list[str], dict[str, float]]:
+    """Which of the six dermoscopic colours cover more than COLOUR_MIN_FRACTION of the lesion: each
+    pixel takes the nearest reference colour in CIELAB (within COLOUR_MAX_DISTANCE)."""
+    pixels = lab[mask.astype(bool)]
+    if pixels.size == 0:
+        return [], {}
+    references = reference_lab()
+    squared = (pixels**2).sum(axis=1)[:, None] - 2 * pixels @ references.T + (references**2).sum(axis=1)[None, :]
+    nearest = squared.argmin(axis=1)
+    close = squared[np.arange(len(pixels)), nearest] <= COLOUR_MAX_DISTANCE**2
+    fractions = np.bincount(nearest[close], minlength=len(COLOUR_NAMES)) / len(pixels)
+    coverage = {name: float(f) for name, f in zip(COLOUR_NAMES, fractions)}
+    return [name for name in COLOUR_NAMES if coverage[name] > COLOUR_MIN_FRACTION], coverage
+
+
+@lru_cache(maxsize=1)
+def reference_lab() -> np.ndarray:
+    swatches = np.array([[DERMOSCOPIC_COLOURS[name] for name in COLOUR_NAMES]], np.uint8)
+    return to_lab(swatches)[0]
+
+
+def to_lab(image_rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (L 0-100, a and b signed) from RGB uint8."""
+    return cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def diameters(region: Region, mm_per_px: float | None) -> dict:
+    feret, ends = feret_diameter(region.hull)
+    equivalent = float(np.sqrt(4 * region.area / np.pi))
+    to_mm = (lambda px: round(px * mm_per_px, 3)) if mm_per_px else (lambda px: None)
+    feret_mm = to_mm(feret)
+    return {"feret_px": feret, "equivalent_px": equivalent, "feret_mm": feret_mm, "equivalent_mm": to_mm(equivalent),
+            "mm_per_px": mm_per_px, "large": bool(feret_mm is not None and feret_mm > LARGE_DIAMETER_MM),
+            "feret_endpoints": ends.tolist()}

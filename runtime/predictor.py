@@ -1,0 +1,159 @@
+"""`Predictor`: one bundle, one backend; image -> probabilities, MC uncertainty, GradCAM++, ABCDE."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.abcde.analyze import analyze, public
+from runtime.backends import open_backend
+from runtime.errors import MnetError
+from runtime.explain.alignment import attention_alignment
+from runtime.explain.gradcampp import gradcampp_maps, upsample
+from runtime.imageio import as_rgb_array, load_image
+from runtime.manifest import sha256_file
+from runtime.preprocess import preprocess
+from runtime.uncertainty import Uncertainty, draw_mc_mask, mc_uncertainty, softmax
+
+
+@dataclass
+class Result:
+    image: str
+    image_size: tuple[int, int]
+    probabilities: np.ndarray
+    uncertainty: Uncertainty
+    cam_class: int
+    heatmap: np.ndarray
+    class_maps: np.ndarray
+    abcde: dict | None
+    alignment: dict | None
+    lesion_mask: np.ndarray | None
+    timings_ms: dict
+    model: dict
+    class_names: tuple[str, ...]
+    is_demo: bool
+    concepts: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.class_names[int(np.argmax(self.probabilities))]
+
+    def to_dict(self) -> dict:
+        from runtime.report import report_dict
+
+        return report_dict(self)
+
+
+class Predictor:
+    def __init__(self, model_path: str | Path, backend: str = "ort-cpu", mc_samples: int | None = None,
+                 seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None):
+        self.path = Path(model_path)
+        self.backend = open_backend(model_path, backend, threads)
+        self.manifest = self.backend.manifest
+        self.mc_samples = mc_samples or self.manifest.mc_samples
+        if self.mc_samples < 1:
+            raise MnetError(f"--mc-samples must be at least 1, got {self.mc_samples}")
+        self.seed = seed
+        features = self.backend.input("mc_mask").shape[-1]
+        self.mc_mask = draw_mc_mask(self.mc_samples, features, self.manifest.dropout_p, seed)
+        self.with_abcde = abcde
+        self.mm_per_px = mm_per_px
+        self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
+                           "sha256": sha256_file(self.path), "backend": self.backend.name,
+                           "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
+                           "input_size": self.manifest.preprocessing.image_size}
+        self.concepts = None
+        if self.manifest.extra.get("concepts"):
+            from runtime.concepts import ConceptScorer
+
+            self.concepts = ConceptScorer(self.manifest.extra["concepts"])
+
+    def class_index(self, name: str) -> int:
+        if name not in self.manifest.class_names:
+            raise MnetError(f"unknown class {name!r}; the model's classes are {', '.join(self.manifest.class_names)}")
+        return self.manifest.class_names.index(name)
+
+    def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
+                mm_per_px: float | None = None) -> Result:
+        started = time.perf_counter()
+        timings = {}
+        if isinstance(image, (str, Path)):
+            name = name or Path(image).name
+            rgb = load_image(image)
+        else:
+            name = name or "<array>"
+            rgb = as_rgb_array(image, name)
+        timings["decode"] = _since(started)
+        mark = time.perf_counter()
+        tensor = preprocess(rgb, self.manifest.preprocessing)[None]
+        timings["preprocess"] = _since(mark)
+        mark = time.perf_counter()
+        requested = self.class_index(cam_class) if cam_class else None
+        outputs = self._infer(tensor, requested)
+        timings["inference"] = _since(mark)
+        mark = time.perf_counter()
+        probabilities = softmax(outputs["logits"][0].astype(np.float64))
+        uncertainty = mc_uncertainty(outputs["mc_logits"][0], self.manifest.flag_threshold)
+        timings["uncertainty"] = _since(mark)
+        mark = time.perf_counter()
+        target = requested if requested is not None else int(np.argmax(probabilities))
+        class_maps = self._class_maps(outputs)
+        row = target if class_maps.shape[0] > 1 else 0
+        heatmap = upsample(class_maps[row], rgb.shape[1], rgb.shape[0])
+        timings["gradcampp"] = _since(mark)
+        analysis, mask, alignment = None, None, None
+        if self.with_abcde:
+            mark = time.perf_counter()
+            full = analyze(rgb, mm_per_px if mm_per_px is not None else self.mm_per_px)
+            mask = full.get("_mask")
+            analysis = public(full)
+            alignment = attention_alignment(heatmap, mask) if mask is not None else None
+            timings["abcde"] = _since(mark)
+        concepts = None
+        if self.concepts is not None:
+            concepts = self.concepts.score(outputs["embedding"][0], target, self.manifest.class_names)
+        timings["total"] = _since(started)
+        return Result(image=name, image_size=(rgb.shape[1], rgb.shape[0]), probabilities=probabilities,
+                      uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,
+                      abcde=analysis, alignment=alignment, lesion_mask=mask, timings_ms=timings,
+                      model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
+                      concepts=concepts, extra={"rgb": rgb, "mc_seed": self.seed})
+
+    def _infer(self, tensor: np.ndarray, requested: int | None) -> dict:
+        feed = {"image": tensor, "mc_mask": self.mc_mask}
+        if self.backend.input("cam_class") is None:
+            return self.backend.infer(feed)
+        # An intermediate-layer bundle differentiates one class per pass: the requested one, or the
+        # predicted one (known after a first pass; a second pass only when it differs).
+        feed["cam_class"] = np.array([requested if requested is not None else 0], np.int64)
+        outputs = self.backend.infer(feed)
+        predicted = int(np.argmax(outputs["logits"][0]))
+        if requested is None and predicted != 0:
+            feed["cam_class"] = np.array([predicted], np.int64)
+            outputs = self.backend.infer(feed)
+        return outputs
+
+    @staticmethod
+    def _class_maps(outputs: dict) -> np.ndarray:
+        return gradcampp_maps(outputs["cam_activations"][0], outputs["cam_gradients"][0])
+
+    def predict_batch(self, images: list, cam_class: str | None = None) -> list[Result | MnetError]:
+        """Each item's result, or the error that item raised; one bad image never stops the batch."""
+        results = []
+        for image in images:
+            try:
+                results.append(self.predict(image, cam_class))
+            except MnetError as error:
+                results.append(error)
+        return results
+
+    def close(self):
+        self.backend.close()
+
+
+def _since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

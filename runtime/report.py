@@ -1,0 +1,51 @@
+"""The JSON report (versioned schema) of one explained prediction."""
+
+from __future__ import annotations
+
+from runtime.manifest import CLASS_DESCRIPTIONS
+
+REPORT_SCHEMA = "mnet.report/1"
+DEMO_DISCLAIMER = ("DEMO WEIGHTS trained on synthetic lesions: these outputs say nothing about this lesion. "
+                   "Not for diagnosis.")
+DISCLAIMER = ("Research software, not a medical device: outputs are not validated for diagnosis and do not replace "
+              "the judgement of a qualified clinician.")
+
+
+def disclaimer(is_demo: bool) -> str:
+    return f"{DEMO_DISCLAIMER} {DISCLAIMER}" if is_demo else DISCLAIMER
+
+
+def report_dict(result) -> dict:
+    names = result.class_names
+    uncertainty = result.uncertainty
+    label = result.label
+    return {
+        "schema": REPORT_SCHEMA,
+        "image": result.image,
+        "image_size": list(result.image_size),
+        "model": dict(result.model),
+        "prediction": {
+            "label": label,
+            "description": CLASS_DESCRIPTIONS.get(label, label),
+            "probability": float(result.probabilities.max()),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(names, result.probabilities)},
+        },
+        "uncertainty": {
+            "mean_probabilities": {n: round(float(p), 6) for n, p in zip(names, uncertainty.mean_probabilities)},
+            "spread": {n: round(float(s), 6) for n, s in zip(names, uncertainty.spread)},
+            "predictive": uncertainty.predictive,
+            "aleatoric": uncertainty.aleatoric,
+            "epistemic": uncertainty.epistemic,
+            "flagged": uncertainty.flagged,
+            "mc_samples": uncertainty.mc_samples,
+            "seed": result.extra.get("mc_seed"),
+            "units": "nats",
+        },
+        "gradcampp": {"class": names[result.cam_class], "heatmap": result.extra.get("heatmap_file"),
+                      "alignment": result.alignment},
+        "abcde": result.abcde,
+        "concepts": result.concepts,
+        "timings_ms": dict(result.timings_ms),
+        "demo_weights": result.is_demo,
+        "disclaimer": disclaimer(result.is_demo),
+    }

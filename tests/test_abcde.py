@@ -1,0 +1,204 @@
+"""ABCD measurements against analytic truth, scikit-image, the synthetic generator's truth and real images."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from skimage.measure import regionprops
+
+from melanomanet.data.synth import render, sample_params
+from runtime.abcde.analyze import analyze
+from runtime.abcde.api import evolution_between
+from runtime.abcde.criteria import compactness, shape_asymmetry
+from runtime.abcde.palette import COLOUR_NAMES, DERMOSCOPIC_COLOURS
+from runtime.abcde.segment import segment
+from runtime.abcde.shape import region
+from runtime.imageio import load_image
+from tests.conftest import SAMPLES
+
+SKIN = (226, 178, 156)
+
+
+def blank(height=450, width=600):
+    return np.zeros((height, width), np.uint8)
+
+
+def polygon_mask(points, height=450, width=600, supersample=8):
+    """Digitise a polygon without bias: a pixel belongs to it when at least half its area is inside."""
+    fine = np.zeros((height * supersample, width * supersample), np.uint8)
+    corners = (np.asarray(points, float) + 0.5) * supersample - 0.5
+    cv2.fillPoly(fine, [np.round(corners * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
+    return (cv2.resize(fine, (width, height), interpolation=cv2.INTER_AREA) >= 128).astype(np.uint8)
+
+
+def rotated(points, degrees, centre=(300, 225)):
+    angle = np.radians(degrees)
+    matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return np.asarray(points, float) @ matrix.T + centre
+
+
+@pytest.mark.parametrize("radius", [50, 80, 150])
+def test_circle_is_symmetric_and_compact(radius):
+    mask = blank()
+    cv2.circle(mask, (300, 225), radius, 1, -1)
+    geometry = region(mask)
+    assert max(shape_asymmetry(geometry)) < 0.02
+    assert compactness(geometry) == pytest.approx(1.0, abs=0.02)
+    result = analyze(np.dstack([mask * 100] * 3).astype(np.uint8), mm_per_px=0.05, mask=mask)
+    assert result["asymmetry"]["points"] == 0
+    assert result["diameter"]["feret_px"] == pytest.approx(2 * radius, abs=1)
+    assert result["diameter"]["equivalent_px"] == pytest.approx(2 * radius, abs=1)
+    assert result["diameter"]["feret_mm"] == pytest.approx(2 * radius * 0.05, abs=0.05)
+
+
+@pytest.mark.parametrize("angle", [0, 13, 45, 71, 90, 128])
+def test_rotated_ellipses_are_symmetric(angle):
+    mask = blank()
+    cv2.ellipse(mask, ((300, 225), (300, 160), angle), 1, -1)
+    assert max(shape_asymmetry(region(mask))) < 0.02
+
+
+@pytest.mark.parametrize("angle", [20, 35, 61, 117])
+@pytest.mark.parametrize("half_base,height", [(70, 200), (100, 150)])
+def test_oblique_isosceles_triangle(angle, half_base, height):
+    """About its symmetry axis: 0; about the perpendicular principal axis through the centroid the
+    mirrored triangle overlaps 2/3 of it, so |M xor mirror(M)| / |M| = 2/3 whatever its proportions."""
+    points = [(0, -2 * height / 3), (-half_base, height / 3), (half_base, height / 3)]
+    mask = polygon_mask(rotated(points, angle))
+    values = sorted(shape_asymmetry(region(mask)))
+    assert values[0] < 0.02
+    assert values[1] == pytest.approx(2 / 3, abs=0.02)
+    image = np.dstack([mask * 90] * 3).astype(np.uint8)
+    assert analyze(image, mask=mask)["asymmetry"]["points"] == 1
+
+
+def test_rectangle_is_symmetric():
+    mask = polygon_mask(rotated([(-150, -60), (150, -60), (150, 60), (-150, 60)], 27))
+    assert max(shape_asymmetry(region(mask))) < 0.02
+
+
+@pytest.mark.parametrize("sides,rotation", [(4, 10), (5, 7), (6, 0), (6, 17), (8, 33)])
+def test_regular_polygon_compactness(sides, rotation):
+    angles = np.radians(rotation) + np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    mask = polygon_mask(np.stack([300 + 150 * np.cos(angles), 225 + 150 * np.sin(angles)], 1))
+    analytic = sides * np.tan(np.pi / sides) / np.pi
+    assert compactness(region(mask)) == pytest.approx(analytic, rel=0.02)
+
+
+def test_diameters_of_a_rectangle_at_known_spacing():
+    mask = blank()
+    mask[100:301, 150:451] = 1  # 301 x 201 pixels; centre-to-centre diagonal 300 x 200
+    result = analyze(np.dstack([mask * 80] * 3).astype(np.uint8), mm_per_px=0.02, mask=mask)
+    assert result["diameter"]["feret_px"] == pytest.approx(np.hypot(300, 200), abs=1)
+    assert result["diameter"]["feret_mm"] == pytest.approx(np.hypot(300, 200) * 0.02, abs=0.05)
+    assert result["diameter"]["large"] is True
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "triangle", "blob"])
+def test_region_properties_match_scikit_image(shape):
+    mask = blank()
+    if shape == "ellipse":
+        cv2.ellipse(mask, ((310, 220), (260, 120), 33), 1, -1)
+    elif shape == "triangle":
+        mask = polygon_mask(rotated([(0, -140), (-90, 70), (120, 60)], 12))
+    else:
+        params = sample_params(np.random.default_rng(4), "MEL")
+        _, mask, _ = render(params, 450)
+    ours = region(mask)
+    theirs = regionprops(mask.astype(int))[0]
+    assert ours.area == pytest.approx(theirs.area, rel=0.01)
+    assert ours.centroid[0] == pytest.approx(theirs.centroid[1], rel=0.01)
+    assert ours.centroid[1] == pytest.approx(theirs.centroid[0], rel=0.01)
+    assert ours.major_axis_length == pytest.approx(theirs.axis_major_length, rel=0.01)
+    assert ours.minor_axis_length == pytest.approx(theirs.axis_minor_length, rel=0.01)
+    assert ours.eccentricity == pytest.approx(theirs.eccentricity, rel=0.01)
+    assert ours.solidity == pytest.approx(theirs.solidity, rel=0.01)
+    # skimage: orientation is the angle between the row axis and the major axis.
+    direction = np.array([np.cos(ours.orientation), np.sin(ours.orientation)])
+    theirs_direction = np.array([np.sin(theirs.orientation), np.cos(theirs.orientation)])
+    assert abs(direction @ theirs_direction) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("colours", [("dark_brown",), ("black", "white"), ("red", "blue_gray", "light_brown"),
+                                     COLOUR_NAMES])
+def test_exact_dermoscopic_colours_are_named(colours):
+    image = np.full((400, 400, 3), SKIN, np.uint8)
+    mask = blank(400, 400)
+    cv2.circle(mask, (200, 200), 150, 1, -1)
+    columns = np.arange(400)[None, :].repeat(400, 0)
+    for name, stripe in zip(colours, np.array_split(np.arange(50, 351), len(colours))):
+        image[(mask == 1) & np.isin(columns, stripe)] = DERMOSCOPIC_COLOURS[name]
+    result = analyze(image, mask=mask)
+    assert sorted(result["color"]["present"]) == sorted(colours)
+    assert result["color"]["count"] == len(colours)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_segmentation_matches_synthetic_truth(seed):
+    rng = np.random.default_rng(100 + seed)
+    label = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")[seed % 8]
+    params = sample_params(rng, label)
+    params = params.__class__(**{**params.__dict__, "hairs": 4})
+    image, truth, _ = render(params, 384)
+    mask = segment(image).mask
+    iou = np.count_nonzero(mask & truth) / np.count_nonzero(mask | truth)
+    assert iou >= 0.9, f"{label}: IoU {iou:.3f}"
+
+
+def test_no_lesion_returns_flag_not_numbers():
+    rng = np.random.default_rng(0)
+    skin = np.clip(np.array(SKIN) + rng.normal(0, 3, (300, 400, 3)), 0, 255).astype(np.uint8)
+    result = analyze(skin)
+    assert "no_lesion" in result["segmentation"]["flags"]
+    assert result["asymmetry"] is None and result["diameter"] is None and result["color"] is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=arrays(np.uint8, st.tuples(st.integers(16, 96), st.integers(16, 96), st.just(3))),
+       data=st.data())
+def test_arbitrary_images_and_masks_never_raise(image, data):
+    mask = data.draw(arrays(np.uint8, image.shape[:2], elements=st.integers(0, 1)))
+    for result in (analyze(image), analyze(image, mm_per_px=0.01, mask=mask)):
+        if result["asymmetry"] is None:
+            assert "no_lesion" in result["segmentation"]["flags"]
+            continue
+        assert all(0 <= v <= 2 for v in result["asymmetry"]["shape_axes"])
+        assert all(0 <= v <= 1 for v in result["asymmetry"]["color_axes"])
+        assert result["asymmetry"]["points"] in (0, 1, 2)
+        assert result["border"]["compactness"] >= 0.5
+        assert 0 <= result["border"]["cutoff_segments"] <= 8
+        assert 0 <= result["color"]["count"] <= 6
+        assert result["diameter"]["feret_px"] >= 0
+        assert 0 <= result["segmentation"]["coverage"] <= 1
+
+
+@pytest.mark.parametrize("name", ["ISIC_0034335", "ISIC_0034338", "ISIC_0034376", "ISIC_0034390", "ISIC_0034500"])
+def test_real_samples_are_segmented(name):
+    result = analyze(load_image(SAMPLES / f"{name}.jpg"))
+    assert 0.03 <= result["segmentation"]["coverage"] <= 0.90
+    assert result["asymmetry"] is not None
+
+
+@pytest.mark.parametrize("factor", [1.15, 1.3])
+def test_evolution_recovers_known_growth(factor):
+    prior = load_image(SAMPLES / "ISIC_0034335.jpg")
+    height, width = prior.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 25, factor)
+    matrix[:, 2] += (20, -15)
+    follow_up = cv2.warpAffine(prior, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+    result = evolution_between(prior, follow_up)
+    assert result["registration"]["registered"]
+    assert result["registration"]["scale"] == pytest.approx(factor, rel=0.02)
+    assert result["changes"]["linear_growth"] == pytest.approx(factor, rel=0.05)
+    assert result["growth"] is True
+
+
+def test_evolution_refuses_unrelated_images():
+    first = load_image(SAMPLES / "ISIC_0034335.jpg")
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 255, first.shape, dtype=np.uint8)
+    result = evolution_between(noise, first)
+    assert result["registration"]["registered"] is False
+    assert result["changes"] is None and "registration failed" in result["message"]
