@@ -14,10 +14,11 @@ def mc_head(embedding: torch.Tensor, mc_mask: torch.Tensor, head: nn.Linear) -> 
     return torch.matmul(embedding.unsqueeze(1) * mc_mask.unsqueeze(0), head.weight.t()) + head.bias
 
 
-def deterministic_head(embedding: torch.Tensor, head: nn.Linear) -> torch.Tensor:
-    """The head with dropout off, through the very ops of `mc_head`, so that an all-keep mask
-    reproduces these logits bit for bit."""
-    return mc_head(embedding, torch.ones_like(embedding[:1]), head)[:, 0]
+def heads(embedding: torch.Tensor, mc_mask: torch.Tensor, head: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits with dropout off, mc_logits): one matrix product over an all-keep row and the T mask rows,
+    so that an all-keep mask reproduces the logits bit for bit."""
+    both = mc_head(embedding, torch.cat([torch.ones_like(mc_mask[:1]), mc_mask]), head)
+    return both[:, 0], both[:, 1:]
 
 
 class LastLayerGraph(nn.Module):
@@ -33,8 +34,7 @@ class LastLayerGraph(nn.Module):
         activations = self.model.forward_features(image)
         embedding = activations.mean(dim=(2, 3))
         head = self.model.head
-        logits = deterministic_head(embedding, head)
-        mc_logits = mc_head(embedding, mc_mask, head)
+        logits, mc_logits = heads(embedding, mc_mask, head)
         height, width = activations.shape[-2:]
         gradients = (head.weight / (height * width)).reshape(1, head.out_features, -1, 1, 1)
         return logits, mc_logits, activations, gradients, embedding
@@ -102,4 +102,5 @@ class IntermediateLayerGraph(nn.Module):
 
     def forward(self, image: torch.Tensor, mc_mask: torch.Tensor, cam_class: torch.Tensor):
         _, activations, gradients, embedding = self.probe(image, cam_class)
-        return deterministic_head(embedding, self.head), mc_head(embedding, mc_mask, self.head), activations, gradients, embedding
+        logits, mc_logits = heads(embedding, mc_mask, self.head)
+        return logits, mc_logits, activations, gradients, embedding

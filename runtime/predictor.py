@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import analyze, public
+from runtime.abcde.analyze import MAX_ANALYSIS_SIDE, analyze, downscale, public, to_original_pixels
 from runtime.backends import open_backend
 from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
@@ -100,15 +100,21 @@ class Predictor:
         uncertainty = mc_uncertainty(outputs["mc_logits"][0], self.manifest.flag_threshold)
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()
+        # Explanations are drawn and measured on a view of at most MAX_ANALYSIS_SIDE pixels.
+        factor = min(1.0, MAX_ANALYSIS_SIDE / max(rgb.shape[:2]))
+        view = rgb if factor == 1.0 else downscale(rgb, factor)
         target = requested if requested is not None else int(np.argmax(probabilities))
         class_maps = self._class_maps(outputs)
         row = target if class_maps.shape[0] > 1 else 0
-        heatmap = upsample(class_maps[row], rgb.shape[1], rgb.shape[0])
+        heatmap = upsample(class_maps[row], view.shape[1], view.shape[0])
         timings["gradcampp"] = _since(mark)
         analysis, mask, alignment = None, None, None
         if self.with_abcde:
             mark = time.perf_counter()
-            full = analyze(rgb, mm_per_px if mm_per_px is not None else self.mm_per_px)
+            calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
+            full = analyze(view, calibration / factor if calibration else None)
+            if factor < 1.0:
+                full = to_original_pixels(full, factor, calibration)
             mask = full.get("_mask")
             analysis = public(full)
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
@@ -121,7 +127,7 @@ class Predictor:
                       uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,
                       abcde=analysis, alignment=alignment, lesion_mask=mask, timings_ms=timings,
                       model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
-                      concepts=concepts, extra={"rgb": rgb, "mc_seed": self.seed})
+                      concepts=concepts, extra={"rgb": view, "mc_seed": self.seed})
 
     def _infer(self, tensor: np.ndarray, requested: int | None) -> dict:
         feed = {"image": tensor, "mc_mask": self.mc_mask}

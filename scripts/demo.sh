@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The main job end to end: synthesize data, train b0 briefly on CPU, evaluate, export, run on real samples.
+# The main job end to end: synthesize data, train b0 briefly on CPU, evaluate, export (verified against
+# PyTorch), and explain the five real ISIC sample images with the torch-free runtime.
 set -euo pipefail
 out=${1:-demo_out}
 bin=.venv/bin
 mkdir -p "$out"
-echo "== 1/3 synthesize lesions (ISIC 2019 layout)"
+echo "== 1/5 synthesize lesions (ISIC 2019 layout)"
 $bin/mnet synth "$out/data" --count 480 --size 128 --seed 0
-echo "== 2/3 train tf_efficientnetv2_b0 (demo weights, CPU, about two minutes)"
+echo "== 2/5 train tf_efficientnetv2_b0 (demo weights, CPU, a few minutes)"
 $bin/mnet train --data "$out/data" --out "$out/run" --epochs 4 --image-size 128 --batch-size 8 --lr 3e-3
-echo "== 3/3 evaluate on the held-out split"
+echo "== 3/5 evaluate on the held-out split"
 $bin/mnet eval --data "$out/data" --checkpoint "$out/run/best.safetensors" --json "$out/eval.json"
-echo "Demo weights were trained on synthetic lesions: not for diagnosis."
+echo "== 4/5 export: onnx -> verify -> check (-> trt where TensorRT and a GPU exist)"
+$bin/mnet-export all "$out/run/best.safetensors" -o "$out/export" --image-size 224 --images assets/samples
+echo "== 5/5 explain the real sample images (torch-free runtime)"
+$bin/mnet run assets/samples --model "$out/export/model.onnx" -o "$out/reports" --mc-samples 30 --seed 0
+echo
+echo "Reports and panels: $out/reports (open $out/reports/ISIC_0034376.png)."
+echo "Demo weights were trained on synthetic lesions: the outputs are not about these lesions and not for diagnosis."

@@ -35,3 +35,14 @@ def trained(synth_dir, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def checkpoint(trained) -> Path:
     return trained["checkpoint"]
+
+
+@pytest.fixture(scope="session")
+def bundle(checkpoint, tmp_path_factory) -> Path:
+    """The default export (last-layer GradCAM target) of the trained checkpoint at 224 px."""
+    from export.source import load_source
+    from export.spec import ExportSpec
+    from export.stages.onnx import to_onnx
+
+    out = tmp_path_factory.mktemp("bundle") / "model.onnx"
+    return to_onnx(load_source(checkpoint), ExportSpec(image_size=224, dynamic_batch=True), out)

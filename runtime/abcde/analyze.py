@@ -60,8 +60,22 @@ def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndar
 
 def _analyze_downscaled(image_rgb: np.ndarray, mm_per_px: float | None, factor: float) -> dict:
     height, width = image_rgb.shape[:2]
-    small = cv2.resize(image_rgb, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
-    result = analyze(small, mm_per_px / factor if mm_per_px else None)
+    view = downscale(image_rgb, factor)
+    result = to_original_pixels(analyze(view, mm_per_px / factor if mm_per_px else None), factor, mm_per_px)
+    if "_mask" in result:
+        result["_mask"] = cv2.resize(result["_mask"], (width, height), interpolation=cv2.INTER_NEAREST)
+    return result
+
+
+def downscale(image_rgb: np.ndarray, factor: float) -> np.ndarray:
+    height, width = image_rgb.shape[:2]
+    return cv2.resize(image_rgb, (max(1, round(width * factor)), max(1, round(height * factor))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def to_original_pixels(result: dict, factor: float, mm_per_px: float | None) -> dict:
+    """Express the pixel measurements of an analysis run on an image downscaled by `factor` in pixels
+    of the original image (the mask stays at the analysed size)."""
     result["segmentation"]["area_px"] = round(result["segmentation"]["area_px"] / factor**2)
     result["segmentation"]["analysis_scale"] = factor
     if result.get("diameter"):
@@ -71,8 +85,6 @@ def _analyze_downscaled(image_rgb: np.ndarray, mm_per_px: float | None, factor: 
         diameter["feret_endpoints"] = (np.array(diameter["feret_endpoints"]) / factor).tolist()
         diameter["mm_per_px"] = mm_per_px
         result["asymmetry"]["centroid"] = [c / factor for c in result["asymmetry"]["centroid"]]
-    if "_mask" in result:
-        result["_mask"] = cv2.resize(result["_mask"], (width, height), interpolation=cv2.INTER_NEAREST)
     return result
 
 

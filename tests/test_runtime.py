@@ -1,0 +1,180 @@
+"""The torch-free runtime: numerics against PyTorch and pytorch-grad-cam, uncertainty, reports, bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from melanomanet.checkpoint import load_checkpoint
+from melanomanet.cli import app
+from runtime.errors import BackendError, ManifestError
+from runtime.predictor import Predictor
+from runtime.preprocess import preprocess
+from tests.conftest import SAMPLES
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_probabilities_match_pytorch_eval(bundle, checkpoint):
+    model, _ = load_checkpoint(checkpoint)
+    predictor = Predictor(bundle, abcde=False)
+    for path in sorted(SAMPLES.glob("*.jpg")):
+        result = predictor.predict(path)
+        tensor = torch.from_numpy(preprocess(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB),
+                                             predictor.manifest.preprocessing))[None]
+        with torch.no_grad():
+            expected = torch.softmax(model(tensor), 1)[0].numpy()
+        np.testing.assert_allclose(result.probabilities, expected, atol=1e-4)
+
+
+def test_uncertainty_identity_and_seeding(bundle):
+    image = SAMPLES / "ISIC_0034376.jpg"
+    first = Predictor(bundle, mc_samples=20, seed=5, abcde=False).predict(image).uncertainty
+    again = Predictor(bundle, mc_samples=20, seed=5, abcde=False).predict(image).uncertainty
+    other = Predictor(bundle, mc_samples=20, seed=6, abcde=False).predict(image).uncertainty
+    assert first.predictive == pytest.approx(first.aleatoric + first.epistemic, abs=1e-6)
+    assert first.epistemic >= 0 and first.aleatoric >= 0
+    assert first.predictive == again.predictive and np.array_equal(first.mean_probabilities, again.mean_probabilities)
+    assert first.predictive != other.predictive
+    assert first.mc_samples == 20 and first.flagged == (first.predictive > 0.5)
+
+
+def test_gradcampp_matches_pytorch_grad_cam(bundle, checkpoint):
+    from pytorch_grad_cam import GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from runtime.explain.gradcampp import upsample
+
+    model, manifest = load_checkpoint(checkpoint)
+    predictor = Predictor(bundle, abcde=False)
+    layer = model.get_submodule(manifest.target_layer)
+    for name in ("ISIC_0034335.jpg", "ISIC_0034500.jpg"):
+        result = predictor.predict(SAMPLES / name)
+        tensor = torch.from_numpy(preprocess(result.extra["rgb"], predictor.manifest.preprocessing))[None]
+        for target in (result.cam_class, (result.cam_class + 3) % 9):
+            with GradCAMPlusPlus(model=model, target_layers=[layer]) as cam:
+                reference = cam(input_tensor=tensor.requires_grad_(True), targets=[ClassifierOutputTarget(target)])[0]
+            ours = upsample(result.class_maps[target], 224, 224)
+            assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] >= 0.999
+
+
+def test_run_writes_reports_and_panel(bundle, tmp_path):
+    result = CliRunner().invoke(app, ["run", str(SAMPLES), "--model", str(bundle), "-o", str(tmp_path),
+                                      "--mc-samples", "10", "--mm-per-px", "0.02"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert len(rows) == 5 and all(row["status"] == "ok" for row in rows)
+    report = json.loads((tmp_path / "ISIC_0034376.json").read_text())
+    assert report["schema"] == "mnet.report/1"
+    for key in ("image", "model", "prediction", "uncertainty", "gradcampp", "abcde", "timings_ms", "disclaimer"):
+        assert key in report
+    assert set(report["prediction"]["probabilities"]) == {"MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"}
+    assert sum(report["prediction"]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert report["uncertainty"]["mc_samples"] == 10
+    assert report["abcde"]["diameter"]["feret_mm"] is not None
+    assert "DEMO WEIGHTS" in report["disclaimer"] and report["demo_weights"] is True
+    assert report["model"]["sha256"] and (tmp_path / report["gradcampp"]["heatmap"]).exists()
+    panel = cv2.imread(str(tmp_path / "ISIC_0034376.png"))
+    assert panel.shape[1] > 1000 and panel.shape[0] > 600
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+
+
+def test_explain_a_requested_class(bundle):
+    result = Predictor(bundle, abcde=False).predict(SAMPLES / "ISIC_0034335.jpg", cam_class="MEL")
+    assert result.to_dict()["gradcampp"]["class"] == "MEL"
+
+
+def _bad_inputs(folder: Path) -> dict[str, bool]:
+    """name -> whether it must be processed (True) or rejected with a readable error (False)."""
+    sample = cv2.imread(str(SAMPLES / "ISIC_0034335.jpg"))
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is not an image")
+    data = (SAMPLES / "ISIC_0034335.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    cv2.imwrite(str(folder / "sixteen.png"), (sample.astype(np.uint16) * 257))
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(sample, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "rgba.png"), cv2.cvtColor(sample, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(folder / "tiny.png"), sample[:1, :1])
+    cv2.imwrite(str(folder / "huge.jpg"), cv2.resize(sample, (10000, 8000), interpolation=cv2.INTER_NEAREST))
+    (folder / "no_images").mkdir()
+    return {"empty.jpg": False, "text.jpg": False, "truncated.jpg": None, "sixteen.png": True, "gray.png": True,
+            "rgba.png": True, "tiny.png": False, "huge.jpg": True, "no_images": False}
+
+
+def test_bad_inputs_are_reported_and_the_batch_goes_on(bundle, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    expected = _bad_inputs(inputs)
+    paths = [str(inputs / name) for name in expected] + [str(SAMPLES / "ISIC_0034338.jpg")]
+    result = CliRunner().invoke(app, ["run", *paths, "--model", str(bundle), "-o", str(tmp_path / "out"),
+                                      "--mc-samples", "4"])
+    assert result.exit_code == 1
+    rows = {Path(row["input"]).name: row for row in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
+    assert rows["ISIC_0034338.jpg"]["status"] == "ok"
+    for name, processed in expected.items():
+        row = rows[name]
+        if processed is None:
+            assert row["status"] in ("ok", "failed")
+        elif processed:
+            assert row["status"] == "ok", row
+        else:
+            assert row["status"] == "failed" and name in row["error"], row
+            assert any(word in row["error"] for word in ("Use", "Re-export", "Copy", "Pass", "folder"))
+
+
+def test_model_file_problems_are_clear(tmp_path, bundle):
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_text("hello")
+    with pytest.raises(BackendError, match="model.onnx.*ONNX"):
+        Predictor(not_onnx)
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 2).eval(), (torch.zeros(1, 4),), str(foreign), dynamo=False)
+    with pytest.raises(ManifestError, match="without a MelanomaNet manifest"):
+        Predictor(foreign)
+    result = CliRunner().invoke(app, ["run", str(SAMPLES), "--model", str(foreign), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "manifest" in result.output
+
+
+NO_TORCH = textwrap.dedent("""
+    import sys, importlib.abc
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "torch" or name.startswith("torch.") or name in ("timm", "torchvision"):
+                raise ImportError("torch is blocked in this process")
+    sys.meta_path.insert(0, Block())
+    from runtime.batch import run_batch
+    from runtime.predictor import Predictor
+    outcomes = run_batch(Predictor(sys.argv[1], mc_samples=5), [sys.argv[2]], sys.argv[3])
+    assert all(o.status == "ok" for o in outcomes), [o.row for o in outcomes]
+    assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+    from melanomanet.cli import app
+    from typer.testing import CliRunner
+    result = CliRunner().invoke(app, ["abcde", sys.argv[2] + "/ISIC_0034335.jpg"])
+    assert result.exit_code == 0, result.output
+    print("ran", len(outcomes), "images without torch")
+""")
+
+
+def test_runtime_runs_where_torch_cannot_be_imported(bundle, tmp_path):
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, str(bundle), str(SAMPLES), str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ran 5 images without torch" in done.stdout
+
+
+def test_no_module_under_runtime_imports_torch():
+    offenders = [str(p) for p in (ROOT / "runtime").rglob("*.py")
+                 if any(line.strip().startswith(("import torch", "from torch", "import timm", "from melanomanet",
+                                                 "from export", "import melanomanet", "import export"))
+                        for line in p.read_text().splitlines())]
+    assert offenders == []
