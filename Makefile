@@ -21,7 +21,7 @@ test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m gpu tests
 
 bench: $(STAMP)
-	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=median,iqr,ops
+	$(PY) -m pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only --benchmark-columns=median,iqr,ops --benchmark-json=.benchmarks/latest.json
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)

@@ -109,7 +109,37 @@ def abcde(
         console.print(f"[yellow]no lesion found in {image}[/yellow]")
 
 
+def bench(
+    model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
+    backend: BackendOpt = "ort-cpu",
+    mc_samples: Annotated[Optional[int], typer.Option(help="MC dropout samples T (default: the bundle's).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images to time (default: a drawn lesion).")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size for the throughput figure.")] = 8,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions per figure.")] = 20,
+    threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime (0: all).")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here.")] = None,
+):
+    """Latency per stage (p50/p95/p99), images per second at batch 1 and N, peak resident memory."""
+    from runtime.bench import bench as run_bench
+
+    try:
+        report = run_bench(model, backend, mc_samples, images, batch, repeats, threads)
+    except MnetError as error:
+        _fail(error)
+    table = Table("stage", "p50 ms", "p95 ms", "p99 ms",
+                  title=f"{model.name} on {report['backend']}, T={report['mc_samples']}")
+    for stage, figures in report["stages_ms"].items():
+        table.add_row(stage, f"{figures['p50']:.2f}", f"{figures['p95']:.2f}", f"{figures['p99']:.2f}")
+    Console().print(table)
+    for name, figures in report["throughput"].items():
+        Console().print(f"{name}: {figures['images_per_s']:.1f} images/s {figures.get('note', '')}")
+    Console().print(f"peak resident memory: {report['peak_rss_mb']:.0f} MB")
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Attach the runtime commands to the `mnet` app."""
     app.command()(run)
     app.command()(abcde)
+    app.command()(bench)
