@@ -51,10 +51,10 @@ def _spec(source, image_size, cam_layer, dynamic_batch, opset):
 def _concepts(cavs: Optional[Path], source):
     if cavs is None:
         return None
-    from melanomanet.concepts import load_cavs_for_bundle
+    from melanomanet.concepts import bundle_concepts
 
     try:
-        return load_cavs_for_bundle(cavs, source.model.num_features)
+        return bundle_concepts(cavs, source.model)
     except MnetError as error:
         fail(error)
 

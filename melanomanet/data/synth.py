@@ -210,9 +210,14 @@ def write_dataset(out: str | Path, count: int, seed: int, size: int = 256, hairs
     return out / GROUND_TRUTH_CSV
 
 
-def write_example(folder: Path, name: str, params: LesionParams, size: int) -> None:
+def write_image(path: Path, params: LesionParams, size: int):
     image, mask, coverage = render(params, size)
-    cv2.imwrite(str(folder / f"{name}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return mask, coverage
+
+
+def write_example(folder: Path, name: str, params: LesionParams, size: int) -> None:
+    mask, coverage = write_image(folder / f"{name}.jpg", params, size)
     cv2.imwrite(str(folder / "truth" / f"{name}_mask.png"), mask * 255)
     truth = {**asdict(params), "size": size, "colour_coverage": coverage}
     (folder / "truth" / f"{name}.json").write_text(json.dumps(truth, indent=1))

@@ -1,0 +1,176 @@
+"""FastCAV concept activation vectors (Schmalwasser et al., ICML 2025), with the reference's SGD-CAV for
+comparison; concept image sets drawn by the synthetic generator with known truth."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from melanomanet.data.synth import SYNTH_CLASSES, sample_params, write_image
+from runtime.errors import MnetError
+from runtime.imageio import IMAGE_SUFFIXES, load_image
+from runtime.manifest import sha256_file
+from runtime.preprocess import preprocess_batch
+
+CONCEPTS = ("asymmetry", "irregular_border", "multicolor", "large_diameter")
+MULTICOLOURS = ("dark_brown", "black", "blue_gray", "light_brown", "red", "white")
+
+
+def concept_params(rng: np.random.Generator, concept: str, positive: bool):
+    """Lesion parameters that show the concept (or clearly do not). The two sets differ in the concept
+    alone: the other properties are held at neutral values (one brown, mid size, smooth, near-round, no
+    hairs), position, rotation, texture and skin tone vary at random."""
+    params = sample_params(rng, SYNTH_CLASSES[int(rng.integers(len(SYNTH_CLASSES)))], hairs=False)
+    base = replace(params, asymmetry=0.0, irregularity=0.0, radius=0.22, elongation=1.1, border_blur=1.0,
+                   colours=("dark_brown",), dots=0)
+    if concept == "asymmetry":
+        return replace(base, asymmetry=float(rng.uniform(0.4, 0.6)) if positive else 0.0)
+    if concept == "irregular_border":
+        return replace(base, irregularity=float(rng.uniform(0.3, 0.45)) if positive else 0.0)
+    if concept == "multicolor":
+        colours = tuple(rng.choice(MULTICOLOURS, size=4, replace=False)) if positive else ("dark_brown",)
+        return replace(base, colours=colours)
+    if concept == "large_diameter":
+        return replace(base, radius=float(rng.uniform(0.32, 0.38)) if positive else float(rng.uniform(0.1, 0.14)))
+    raise MnetError(f"unknown concept {concept!r}; known: {', '.join(CONCEPTS)}")
+
+
+def write_concept_sets(out: Path, count: int, seed: int, size: int = 224, progress=None) -> None:
+    """OUT/<concept>/positive/*.jpg and OUT/<concept>/negative/*.jpg, `count` images each."""
+    rng = np.random.default_rng(seed)
+    for concept in CONCEPTS:
+        for polarity in ("positive", "negative"):
+            folder = Path(out) / concept / polarity
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                write_image(folder / f"{concept}_{polarity}_{index:04d}.jpg",
+                            concept_params(rng, concept, polarity == "positive"), size)
+                if progress is not None:
+                    progress()
+
+
+def concept_folders(root: Path) -> dict[str, tuple[list[Path], list[Path]]]:
+    found = {}
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        sides = [sorted(f for f in (folder / side).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+                 for side in ("positive", "negative")]
+        if all(sides):
+            found[folder.name] = (sides[0], sides[1])
+    if not found:
+        raise MnetError(f"{root}: no <concept>/positive and <concept>/negative image folders found; "
+                        "create them with `mnet concepts synth` or curate your own")
+    return found
+
+
+def embeddings(model, manifest, files: list[Path], batch: int = 32) -> np.ndarray:
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(files), batch):
+            images = [load_image(f) for f in files[start:start + batch]]
+            tensor = torch.from_numpy(preprocess_batch(images, manifest.preprocessing))
+            rows.append(model.embed(model.forward_features(tensor)).numpy())
+    return np.concatenate(rows).astype(np.float64)
+
+
+def fast_cav(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FastCAV: centre all activations by their mean; the CAV is the normalised mean of the centred
+    positives. Returns (cav, centring mean); decide positive when (a - mean) . cav > 0."""
+    mean = np.concatenate([positive, negative]).mean(axis=0)
+    direction = (positive - mean).mean(axis=0)
+    return direction / (np.linalg.norm(direction) + 1e-12), mean
+
+
+def sgd_cav(positive: np.ndarray, negative: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """The reference's SGD-CAV: a linear SGD classifier; its normalised weight vector and intercept."""
+    from sklearn.linear_model import SGDClassifier
+
+    features = np.concatenate([positive, negative])
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    classifier = SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed).fit(features, labels)
+    weight = classifier.coef_[0]
+    norm = np.linalg.norm(weight) + 1e-12
+    return weight / norm, float(classifier.intercept_[0] / norm)
+
+
+def split(count: int, rng: np.random.Generator, held_out: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    order = rng.permutation(count)
+    cut = int(round(count * (1 - held_out)))
+    return order[:cut], order[cut:]
+
+
+def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, progress=None) -> tuple[dict, dict]:
+    """Returns (tensors to save, report): FastCAV vectors and means, held-out accuracies, SGD comparison."""
+    from melanomanet.checkpoint import load_checkpoint
+
+    model, manifest = load_checkpoint(checkpoint)
+    rng = np.random.default_rng(seed)
+    tensors, report = {}, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+                           "dimension": model.num_features, "concepts": {}}
+    for name, (positive_files, negative_files) in concept_folders(concepts_root).items():
+        positive = embeddings(model, manifest, positive_files)
+        negative = embeddings(model, manifest, negative_files)
+        (pos_train, pos_test), (neg_train, neg_test) = split(len(positive), rng), split(len(negative), rng)
+        started = time.perf_counter()
+        cav, mean = fast_cav(positive[pos_train], negative[neg_train])
+        fast_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        sgd_vector, sgd_intercept = sgd_cav(positive[pos_train], negative[neg_train], seed)
+        sgd_seconds = time.perf_counter() - started
+        test = np.concatenate([positive[pos_test], negative[neg_test]])
+        truth = np.r_[np.ones(len(pos_test)), np.zeros(len(neg_test))]
+        report["concepts"][name] = {
+            "fastcav_accuracy": float(np.mean(((test - mean) @ cav > 0) == truth)),
+            "sgdcav_accuracy": float(np.mean((test @ sgd_vector + sgd_intercept > 0) == truth)),
+            "cosine_fast_vs_sgd": float(cav @ sgd_vector),
+            "fastcav_seconds": fast_seconds, "sgdcav_seconds": sgd_seconds,
+            "speedup": sgd_seconds / max(fast_seconds, 1e-9),
+            "train_images": int(len(pos_train) + len(neg_train)), "held_out_images": int(len(test)),
+        }
+        tensors[f"{name}.cav"] = cav.astype(np.float32)
+        tensors[f"{name}.mean"] = mean.astype(np.float32)
+        if progress is not None:
+            progress(name)
+    return tensors, report
+
+
+def save_cavs(path: Path, tensors: dict, report: dict) -> None:
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(path), metadata={"mnet.cavs": json.dumps(report)})
+
+
+def load_cavs_for_bundle(path: Path, dimension: int) -> dict:
+    """The manifest's `concepts` entry: names, vectors and centring means, as plain lists."""
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:
+        raise MnetError(f"{path}: not a CAV file from `mnet concepts train` ({error})") from error
+    names = sorted({key.rsplit(".", 1)[0] for key in tensors})
+    for name in names:
+        size = tensors[f"{name}.cav"].shape[-1]
+        if size != dimension:
+            raise MnetError(f"{path}: concept {name!r} has dimension {size}, but the model's embedding has "
+                            f"{dimension}; train the CAVs on this checkpoint (`mnet concepts train --checkpoint`)")
+    return {"names": names, "cavs": [tensors[f"{n}.cav"].tolist() for n in names],
+            "means": [tensors[f"{n}.mean"].tolist() for n in names]}
+
+
+def head_projections(model, concepts: dict) -> list[list[float]]:
+    """W_c . v for every class c and concept v: the directional derivative of each class logit along the
+    CAV, exact through the linear head."""
+    weight = model.head.weight.detach().double().numpy()
+    return (weight @ np.asarray(concepts["cavs"], np.float64).T).tolist()
+
+
+def bundle_concepts(path: Path, model) -> dict:
+    """What `mnet-export onnx --cavs` stores in the manifest."""
+    concepts = load_cavs_for_bundle(path, model.num_features)
+    return {**concepts, "head_projections": head_projections(model, concepts), "source": Path(path).name}
