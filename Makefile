@@ -21,7 +21,7 @@ test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m gpu tests
 
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only --benchmark-columns=median,iqr,ops --benchmark-json=.benchmarks/latest.json
+	$(PY) -m pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only --benchmark-min-rounds=3 --benchmark-max-time=0.5 --benchmark-columns=median,iqr,ops --benchmark-json=.benchmarks/latest.json
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)

@@ -95,7 +95,6 @@ def verify_command(
 ):
     """Compare ONNX Runtime with PyTorch: logits, MC logits, activations, gradients, GradCAM++ maps."""
     from export.stages.verify import verify
-
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
@@ -163,7 +162,7 @@ def trt(
 @app.command("all")
 def export_all_command(
     checkpoint: CheckpointArg = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for model.onnx, reports and the engine.")] = Path("export"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for model.onnx, reports, engine.")] = Path("export"),
     image_size: SizeOpt = None,
     cam_layer: LayerOpt = "last",
     dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")] = False,

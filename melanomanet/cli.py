@@ -59,13 +59,14 @@ def train(
     dropout: Annotated[float, typer.Option(help="Dropout before the classifier (MC dropout uses it).")] = 0.3,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Train on the images present when some are missing.")] = False,
-    init_weights: Annotated[Optional[Path], typer.Option(help="Local weights to start from (never downloaded).")] = None,
+    init_weights: Annotated[Optional[Path], typer.Option(help="Local weights to start from (no download).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a run's last.safetensors.")] = None,
     trained_on: Annotated[Optional[str], typer.Option(help="Provenance recorded in the manifest; "
                                                       "'synthetic' is detected from the data.")] = None,
 ):
     """Train MelanomaNet on an ISIC 2019 style folder."""
-    from melanomanet.train import TrainConfig, train as run_training
+    from melanomanet.train import TrainConfig
+    from melanomanet.train import train as run_training
 
     provenance = trained_on or ("synthetic" if (data / "truth").is_dir() else "unknown")
     config = TrainConfig(data=str(data), out=str(out), arch=arch, epochs=epochs, image_size=image_size,
@@ -153,7 +154,7 @@ def concepts_synth(
 def concepts_train(
     checkpoint: Annotated[Path, typer.Option(help="The .safetensors checkpoint whose embedding is explained.")],
     concepts: Annotated[Path, typer.Option(help="Folder of <concept>/positive and <concept>/negative images.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="The CAV file to write (.safetensors).")] = Path("cavs.safetensors"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="The CAV file to write.")] = Path("cavs.safetensors"),
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write accuracies and timings here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
 ):

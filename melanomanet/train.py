@@ -11,11 +11,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from melanomanet.checkpoint import (OPTIMIZER_PREFIX, TRAIN_STATE_KEY, make_manifest, read_checkpoint,
-                                    save_checkpoint)
+from melanomanet.checkpoint import (
+    OPTIMIZER_PREFIX,
+    TRAIN_STATE_KEY,
+    make_manifest,
+    read_checkpoint,
+    save_checkpoint,
+)
 from melanomanet.data.dataset import IsicDataset, collate_skipping
-from melanomanet.data.isic import (DatasetError, class_weights, find_ground_truth, find_missing,
-                                   missing_images_message, read_ground_truth, stratified_split)
+from melanomanet.data.isic import (
+    DatasetError,
+    class_weights,
+    find_ground_truth,
+    find_missing,
+    missing_images_message,
+    read_ground_truth,
+    stratified_split,
+)
 from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
 from runtime.manifest import CLASS_NAMES, Manifest

@@ -30,7 +30,7 @@ def _fail(error: Exception):
 def run(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
     model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for <stem>.json, <stem>.png, summary.csv.")] = Path("mnet_out"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder for reports, summary.csv.")] = Path("mnet_out"),
     mc_samples: Annotated[Optional[int], typer.Option(help="MC dropout samples T (default: the bundle's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks: same seed, same numbers.")] = 0,
     backend: BackendOpt = "ort-cpu",
@@ -40,7 +40,7 @@ def run(
     threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime (0: all).")] = 0,
     abcde: Annotated[bool, typer.Option(help="Run the ABCD analysis.")] = True,
 ):
-    """Explained predictions: probabilities, MC uncertainty, GradCAM++, ABCD; a JSON report and a PNG panel per image."""
+    """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each."""
     from runtime.batch import run_batch
     from runtime.predictor import Predictor
 
@@ -85,7 +85,7 @@ def _summary_table(outcomes):
 
 def abcde(
     image: Annotated[Path, typer.Argument(help="A dermoscopic image.")],
-    prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (for E, evolution).")] = None,
+    prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (E).")] = None,
     mm_per_px: MmOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements here.")] = None,
     png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the overlay picture here.")] = None,

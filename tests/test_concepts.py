@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 def cavs(checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("concepts")
     runner = CliRunner()
-    assert runner.invoke(app, ["concepts", "synth", str(folder / "sets"), "--count", "80", "--size", "128"]).exit_code == 0
+    drawn = runner.invoke(app, ["concepts", "synth", str(folder / "sets"), "--count", "80", "--size", "128"])
+    assert drawn.exit_code == 0
     result = runner.invoke(app, ["concepts", "train", "--checkpoint", str(checkpoint), "--concepts",
                                  str(folder / "sets"), "-o", str(folder / "cavs.safetensors"),
                                  "--json", str(folder / "cavs.json")])

@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 import cv2
@@ -178,3 +177,12 @@ def test_no_module_under_runtime_imports_torch():
                                                  "from export", "import melanomanet", "import export"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_upsampling_all_classes_at_once_equals_one_by_one():
+    from runtime.explain.gradcampp import upsample, upsample_all
+
+    maps = np.random.default_rng(0).random((9, 7, 7)).astype(np.float32)
+    together = upsample_all(maps, 60, 45)
+    for index in range(9):
+        np.testing.assert_allclose(together[index], upsample(maps[index], 60, 45), atol=1e-6)

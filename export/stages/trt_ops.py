@@ -5,7 +5,7 @@ MAX_OPSET = 20
 
 UNSUPPORTED = frozenset({
     "Bernoulli", "BitShift", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor", "CenterCropPad",
-    "Col2Im", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear", 
+    "Col2Im", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear",
     "ImageDecoder", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MelWeightMatrix", "Multinomial",
     "NegativeLogLikelihoodLoss", "Optional", "OptionalGetElement", "OptionalHasElement", "QLinearConv",
     "QLinearMatMul", "RegexFullMatch", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase",

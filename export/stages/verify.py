@@ -116,4 +116,5 @@ def pytorch_grad_cam_map(model, layer, batch, target_class) -> np.ndarray:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     with GradCAMPlusPlus(model=model, target_layers=[layer]) as cam:
-        return cam(input_tensor=torch.from_numpy(batch).requires_grad_(True), targets=[ClassifierOutputTarget(target_class)])[0]
+        tensor = torch.from_numpy(batch).requires_grad_(True)
+        return cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target_class)])[0]

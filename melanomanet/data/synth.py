@@ -99,7 +99,8 @@ def lesion_outline(params: LesionParams, size: int, points: int = 360) -> np.nda
         params.irregularity / (1 + 0.5 * k) * np.cos((k + 3) * theta + phase)
         for k, phase in enumerate(params.harmonic_phases)
     )
-    radius = params.radius * size * (1 + harmonics) * (1 + params.asymmetry * np.cos(theta)) / (1 + params.asymmetry / 2)
+    lopsided = (1 + params.asymmetry * np.cos(theta)) / (1 + params.asymmetry / 2)
+    radius = params.radius * size * (1 + harmonics) * lopsided
     x = radius * np.cos(theta) * params.elongation / np.sqrt(params.elongation)
     y = radius * np.sin(theta) / np.sqrt(params.elongation)
     angle = np.deg2rad(params.rotation_deg)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from runtime.abcde.criteria import (COLOUR_ASYMMETRY_THRESHOLD, SHAPE_ASYMMETRY_THRESHOLD, border_cutoff_segments,
-                                    colour_asymmetry, colours_present, compactness, diameters, shape_asymmetry,
-                                    to_lab)
-from runtime.abcde.segment import WORKING_SIDE, Segmentation, segment
+from runtime.abcde.criteria import (
+    COLOUR_ASYMMETRY_THRESHOLD,
+    SHAPE_ASYMMETRY_THRESHOLD,
+    border_cutoff_segments,
+    colour_asymmetry,
+    colours_present,
+    compactness,
+    diameters,
+    shape_asymmetry,
+    to_lab,
+)
+from runtime.abcde.segment import Segmentation, segment, working_image
 from runtime.abcde.shape import region
 
 PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 0.5 x colour count: the A, B and C "
@@ -40,7 +48,8 @@ def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndar
     colour_axes = colour_asymmetry(lab, small_mask, small_geometry)
     points = sum(s > SHAPE_ASYMMETRY_THRESHOLD or c > COLOUR_ASYMMETRY_THRESHOLD
                  for s, c in zip(shape_axes, colour_axes))
-    hairless = small_mask if found.hairs is None or found.hairs.shape != small_mask.shape else small_mask & (1 - found.hairs)
+    hairs = found.hairs if found.hairs is not None and found.hairs.shape == small_mask.shape else 0
+    hairless = small_mask & (1 - hairs)
     present, coverage = colours_present(lab, hairless)
     cutoffs = border_cutoff_segments(lab[..., 0], small_mask, small_geometry)
     result.update({
@@ -91,13 +100,9 @@ def to_original_pixels(result: dict, factor: float, mm_per_px: float | None) -> 
 def working_copies(image_rgb: np.ndarray, found: Segmentation) -> tuple[np.ndarray, np.ndarray]:
     """Colour and border are measured at the segmentation's working resolution (hairs left out of the
     colours); shape and size on the full-resolution mask."""
-    height, width = found.mask.shape
-    side = max(height, width)
-    if side <= WORKING_SIDE:
-        return (found.working_image if found.working_image is not None else image_rgb), found.mask
-    size = (max(1, round(width * WORKING_SIDE / side)), max(1, round(height * WORKING_SIDE / side)))
-    small_image = found.working_image if found.working_image is not None else cv2.resize(
-        image_rgb, size, interpolation=cv2.INTER_AREA)
+    small_image = found.working_image if found.working_image is not None else working_image(image_rgb)
+    if small_image.shape[:2] == found.mask.shape:
+        return small_image, found.mask
     small_mask = cv2.resize(found.mask, (small_image.shape[1], small_image.shape[0]), interpolation=cv2.INTER_NEAREST)
     return small_image, small_mask
 

@@ -10,7 +10,7 @@ import numpy as np
 from runtime.abcde.palette import COLOUR_NAMES, DERMOSCOPIC_COLOURS
 from runtime.abcde.shape import Region, feret_diameter, perimeter, reflect
 
-SUBPIXEL = 2
+RASTER_SIDE = 640
 SHAPE_ASYMMETRY_THRESHOLD = 0.10
 COLOUR_ASYMMETRY_THRESHOLD = 0.25
 COLOUR_MIN_FRACTION = 0.05
@@ -21,23 +21,25 @@ LARGE_DIAMETER_MM = 6.0
 
 def shape_asymmetry(region: Region) -> list[float]:
     """For each principal axis: |M xor mirror(M)| / |M|, the mask polygon mirrored about the axis
-    through the centroid, both rasterised at 1/2-pixel resolution."""
+    through the centroid, both rasterised on a canvas of about RASTER_SIDE pixels (sub-pixel for small
+    lesions, at most 2x)."""
     contour = region.contour.astype(np.float64)
     values = []
     for axis in region.axes:
         mirrored = reflect(contour, region.centroid, axis)
         low = np.floor(np.minimum(contour.min(0), mirrored.min(0))) - 2
         high = np.ceil(np.maximum(contour.max(0), mirrored.max(0))) + 2
-        size = ((high - low) * SUBPIXEL).astype(int) + 1
-        original = _raster(contour - low, size)
-        reflected = _raster(mirrored - low, size)
+        scale = min(2.0, RASTER_SIDE / float(np.max(high - low)))
+        size = ((high - low) * scale).astype(int) + 1
+        original = _raster((contour - low) * scale, size)
+        reflected = _raster((mirrored - low) * scale, size)
         values.append(float(np.count_nonzero(original ^ reflected) / max(np.count_nonzero(original), 1)))
     return values
 
 
 def _raster(polygon: np.ndarray, size) -> np.ndarray:
     canvas = np.zeros((size[1], size[0]), np.uint8)
-    fixed = np.round(polygon * SUBPIXEL * 16).astype(np.int32)
+    fixed = np.round(polygon * 16).astype(np.int32)
     cv2.fillPoly(canvas, [fixed], 1, cv2.LINE_8, shift=4)
     return canvas.astype(bool)
 
@@ -81,27 +83,30 @@ def border_cutoff_segments(lightness: np.ndarray, mask: np.ndarray, region: Regi
     """ABCD rule B: how many of 8 sectors around the centroid show an abrupt cut-off of pigment: most
     of the lightness change across the border happens within a narrow band around it."""
     band = max(2, int(round(np.sqrt(region.area) / 40)))
-    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
-    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3)
-    near_in = (inside > 0) & (inside <= band)
-    near_out = (outside > 0) & (outside <= band)
-    far_in = (inside > 3 * band) & (inside <= 5 * band)
-    far_out = (outside > 3 * band) & (outside <= 5 * band)
-    height, width = mask.shape
-    yy, xx = np.mgrid[0:height, 0:width]
-    angles = np.arctan2(yy - region.centroid[1], xx - region.centroid[0]) - region.orientation
-    sector = ((angles % (2 * np.pi)) / (np.pi / 4)).astype(int) % 8
-    count = 0
-    for index in range(8):
-        here = sector == index
-        parts = [lightness[here & part] for part in (near_in, near_out, far_in, far_out)]
-        if any(part.size < 5 for part in parts):
-            continue
-        total = np.mean(parts[3]) - np.mean(parts[2])
-        step = np.mean(parts[1]) - np.mean(parts[0])
-        if abs(total) > 5 and step / total > CUTOFF_SHARPNESS:
-            count += 1
-    return count
+    x, y, w, h = cv2.boundingRect(mask)
+    margin = 5 * band + 1
+    x0, y0 = max(x - margin, 0), max(y - margin, 0)
+    x1, y1 = min(x + w + margin, mask.shape[1]), min(y + h + margin, mask.shape[0])
+    crop, light = mask[y0:y1, x0:x1], lightness[y0:y1, x0:x1]
+    inside = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform(1 - crop, cv2.DIST_L2, 3)
+    bands = ((inside > 0) & (inside <= band), (outside > 0) & (outside <= band),
+             (inside > 3 * band) & (inside <= 5 * band), (outside > 3 * band) & (outside <= 5 * band))
+    means, counts = [], []
+    for part in bands:
+        ys, xs = np.nonzero(part)
+        angles = np.arctan2(ys + y0 - region.centroid[1], xs + x0 - region.centroid[0]) - region.orientation
+        sector = ((angles % (2 * np.pi)) / (np.pi / 4)).astype(int) % 8
+        count = np.bincount(sector, minlength=8)
+        means.append(np.bincount(sector, weights=light[ys, xs], minlength=8) / np.maximum(count, 1))
+        counts.append(count)
+    near_in, near_out, far_in, far_out = means
+    usable = np.min(counts, axis=0) >= 5
+    total = far_out - far_in
+    step = near_out - near_in
+    with np.errstate(divide="ignore", invalid="ignore"):
+        abrupt = usable & (np.abs(total) > 5) & (step / np.where(total == 0, 1, total) > CUTOFF_SHARPNESS)
+    return int(abrupt.sum())
 
 
 def colours_present(lab: np.ndarray, mask: np.ndarray) -> tuple[list[str], dict[str, float]]:

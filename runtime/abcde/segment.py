@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-WORKING_SIDE = 256
+WORKING_SIDE = 200
 MIN_CONTRAST = 10.0
 NO_LESION_CONTRAST = 3.0
 MIN_AREA_FRACTION = 0.003
@@ -38,9 +38,8 @@ class Segmentation:
 def segment(image_rgb: np.ndarray) -> Segmentation:
     """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size) and quality flags."""
     height, width = image_rgb.shape[:2]
-    scale = min(1.0, WORKING_SIDE / max(height, width))
-    small = cv2.resize(image_rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
+    small = working_image(image_rgb)
+    scale = small.shape[1] / width
     cleaned, hairs = remove_artifacts(small)
     field_of_view = field_of_view_mask(cleaned)
     lab = cv2.cvtColor(cleaned, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -59,6 +58,17 @@ def segment(image_rgb: np.ndarray) -> Segmentation:
     return Segmentation(mask, flags, float(contrast), small, hairs)
 
 
+def working_image(image_rgb: np.ndarray) -> np.ndarray:
+    """Downscale by the whole factor that brings the longer side to at most WORKING_SIDE (OpenCV's area
+    resampling is several times faster for whole factors)."""
+    height, width = image_rgb.shape[:2]
+    factor = int(np.ceil(max(height, width) / WORKING_SIDE))
+    if factor <= 1:
+        return image_rgb
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+
+
 def upsample_mask(small_mask: np.ndarray, distance: np.ndarray, level: float, size) -> np.ndarray:
     """Threshold the interpolated distance map at full resolution, within the chosen component, so the
     boundary is smooth rather than a magnified staircase."""
@@ -69,16 +79,14 @@ def upsample_mask(small_mask: np.ndarray, distance: np.ndarray, level: float, si
     x1, y1 = min(x + w + 3, small_mask.shape[1]), min(y + h + 3, small_mask.shape[0])
     box = (round(x0 * factor_x), round(y0 * factor_y), round(x1 * factor_x), round(y1 * factor_y))
     crop_size = (box[2] - box[0], box[3] - box[1])
-    # Map full-resolution pixel centres of the box into the small distance map (pixel-centre convention).
-    map_x = ((np.arange(box[0], box[2], dtype=np.float32) + 0.5) / factor_x - 0.5)[None, :].repeat(crop_size[1], 0)
-    map_y = ((np.arange(box[1], box[3], dtype=np.float32) + 0.5) / factor_y - 0.5)[:, None].repeat(crop_size[0], 1)
-    fine_distance = cv2.remap(distance, map_x, map_y, cv2.INTER_LINEAR)
-    region = cv2.dilate(small_mask, np.ones((5, 5), np.uint8))
-    inside = cv2.remap(region, map_x, map_y, cv2.INTER_NEAREST).astype(bool)
-    core = cv2.remap(cv2.erode(small_mask, np.ones((3, 3), np.uint8)), map_x, map_y, cv2.INTER_NEAREST)
-    fine = ((fine_distance > level) & inside) | core.astype(bool)
+    fine_distance = cv2.resize(distance[y0:y1, x0:x1], crop_size, interpolation=cv2.INTER_LINEAR)
+    region = cv2.dilate(small_mask, np.ones((5, 5), np.uint8))[y0:y1, x0:x1]
+    inside = cv2.resize(region, crop_size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    core = cv2.erode(small_mask, np.ones((3, 3), np.uint8))[y0:y1, x0:x1]
+    core = cv2.resize(core, crop_size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    fine = ((fine_distance > level) & inside) | core
     mask = np.zeros((height, width), np.uint8)
-    mask[box[1]:box[3], box[0]:box[2]] = fill_holes(central_component(fine.astype(np.uint8)))
+    mask[box[1]:box[3], box[0]:box[2]] = largest_filled(fine.astype(np.uint8))
     return mask
 
 
@@ -107,16 +115,15 @@ def long_components(mask: np.ndarray, min_length: int) -> np.ndarray:
 
 
 def inpaint_normalised(image: np.ndarray, holes: np.ndarray, size: int) -> np.ndarray:
-    """Fill the holes with the Gaussian-weighted mean of the valid pixels around them (normalised
+    """Fill the holes with the mean of the valid pixels in a window around them (normalised
     convolution): a fast inpainting, ample for thin hairs and small highlights."""
-    valid = (1 - holes).astype(np.float32)
-    sigma = size / 2
-    weights = cv2.GaussianBlur(valid, (0, 0), sigma)
-    summed = cv2.GaussianBlur(image.astype(np.float32) * valid[..., None], (0, 0), sigma)
-    filled = summed / np.maximum(weights, 1e-3)[..., None]
-    out = image.copy()
+    window = (size, size)
+    weights = cv2.blur((1 - holes) * np.uint8(255), window)
+    summed = cv2.blur(image * (1 - holes)[..., None], window)
     holes = holes.astype(bool)
-    out[holes] = np.clip(filled[holes], 0, 255).astype(np.uint8)
+    filled = summed[holes].astype(np.float32) * 255 / np.maximum(weights[holes], 1)[:, None].astype(np.float32)
+    out = image.copy()
+    out[holes] = np.clip(filled, 0, 255).astype(np.uint8)
     return out
 
 
@@ -139,11 +146,11 @@ def colour_distance_from_skin(lab: np.ndarray, field_of_view: np.ndarray) -> np.
     ring = outer_ring(field_of_view.shape) & field_of_view.astype(bool)
     if ring.sum() < 50:
         ring = field_of_view.astype(bool)
-    skin = np.median(lab[ring][::4], axis=0)
+    skin = np.median(lab[ring][::16], axis=0)
     # OpenCV's 8-bit Lab stores L*255/100 and a, b offset by 128: back to CIELAB units.
     difference = (lab - skin) * np.array([100 / 255, 1, 1], np.float32)
     distance = cv2.sqrt(cv2.transform(difference * difference, np.ones((1, 3), np.float32)))
-    return cv2.GaussianBlur(distance, (5, 5), 0) * field_of_view
+    return cv2.GaussianBlur(distance, (3, 3), 0) * field_of_view
 
 
 @lru_cache(maxsize=8)
@@ -170,14 +177,24 @@ def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray) -> tuple[n
     spread = 1.4826 * float(np.median(np.abs(skin - centre)))
     level = min(float(otsu) * unit, max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread))
     binary = hysteresis(distance, float(otsu) * unit, level, inside)
-    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
     component = central_component(binary)
     if component is None or component.sum() < MIN_AREA_FRACTION * inside.sum():
         return None, 0.0, 0.0
     component = fill_holes(component)
-    contrast = float(np.median(distance[component.astype(bool)]) - np.median(distance[inside & (component == 0)]))
-    return component, contrast, level
+    contrast = float(np.median(distance[component.astype(bool)][::4])
+                     - np.median(distance[inside & (component == 0)][::4]))
+    return component, contrast, boundary_level(distance, component, level)
+
+
+def boundary_level(distance: np.ndarray, component: np.ndarray, level: float) -> float:
+    """Where a soft edge is cut: half-way between the skin and the lesion's lighter interior colours
+    (their lower quartile, so pale regions stay in), never below the skin-noise level."""
+    interior = cv2.erode(component, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))).astype(bool)
+    if interior.sum() < 10:
+        return level
+    return max(level, 0.5 * float(np.percentile(distance[interior], 10)))
 
 
 def hysteresis(distance: np.ndarray, high: float, low: float, inside: np.ndarray) -> np.ndarray:
@@ -203,6 +220,15 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled
+
+
+def largest_filled(mask: np.ndarray) -> np.ndarray:
+    """The largest outer region of the mask, holes filled."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    if contours:
+        cv2.drawContours(filled, [max(contours, key=cv2.contourArea)], -1, 1, thickness=cv2.FILLED)
     return filled
 
 

@@ -58,5 +58,5 @@ class Backend(ABC):
             if value.ndim != len(spec.shape) or any(
                 want is not None and want != got for want, got in zip(spec.shape, value.shape)
             ):
-                shown = tuple("?" if d is None else d for d in spec.shape)
+                shown = "(" + ", ".join("?" if d is None else str(d) for d in spec.shape) + ")"
                 raise BackendError(f"{self.path}: input {spec.name} has shape {value.shape}, the model takes {shown}")

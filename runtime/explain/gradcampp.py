@@ -15,8 +15,8 @@ EPS = 1e-6
 def gradcampp_maps(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """activations C x h x w; gradients K x C x h x w, or K x C x 1 x 1 when they are the same at every
     position (the last layer). Returns K raw maps (K x h x w), each scaled to [0, 1]."""
-    activations = activations.astype(np.float64)
-    gradients = gradients.astype(np.float64)
+    activations = activations.astype(np.float32)
+    gradients = gradients.astype(np.float32)
     height, width = activations.shape[-2:]
     squared = gradients**2
     sum_activations = activations.sum(axis=(1, 2))[None, :, None, None]
@@ -25,7 +25,8 @@ def gradcampp_maps(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray
     repeats = (height * width) / (gradients.shape[-2] * gradients.shape[-1])
     weights = (np.maximum(gradients, 0) * alpha).sum(axis=(2, 3)) * repeats
     maps = np.maximum(np.einsum("kc,chw->khw", weights, activations), 0)
-    return np.stack([scale_01(m) for m in maps]).astype(np.float32)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    return ((maps - low) / (1e-7 + (maps - low).max(axis=(1, 2), keepdims=True))).astype(np.float32)
 
 
 def scale_01(values: np.ndarray) -> np.ndarray:
@@ -38,8 +39,6 @@ def upsample(cam: np.ndarray, width: int, height: int) -> np.ndarray:
     return scale_01(cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR))
 
 
-def select_gradients(gradients: np.ndarray, classes: list[int]) -> np.ndarray:
-    """Rows of a N-less K x C x h x w (or 1 x C x h x w for a single exported class) gradient."""
-    if gradients.shape[0] == 1:
-        return np.repeat(gradients, len(classes), axis=0)
-    return gradients[classes]
+def upsample_all(cams: np.ndarray, width: int, height: int) -> np.ndarray:
+    """K x h x w maps -> K x height x width, each rescaled to [0, 1]."""
+    return np.stack([upsample(cam, width, height) for cam in cams])
