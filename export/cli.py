@@ -79,7 +79,10 @@ def onnx(
     source = _source(checkpoint, from_seed, arch, image_size)
     spec = _spec(source, image_size, cam_layer, dynamic_batch, opset)
     with console.status(f"exporting {source.manifest.architecture} at {spec.image_size}px"):
-        path = to_onnx(source, spec, out, concepts=_concepts(cavs, source))
+        try:
+            path = to_onnx(source, spec, out, concepts=_concepts(cavs, source))
+        except MnetError as error:
+            fail(error)
     write_sidecar(path, OnnxRuntimeBackend(path).manifest)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.json")
 

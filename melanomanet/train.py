@@ -30,7 +30,7 @@ from melanomanet.data.isic import (
 )
 from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
-from runtime.manifest import CLASS_NAMES, Manifest
+from runtime.manifest import CLASS_NAMES
 
 
 @dataclass
@@ -193,7 +193,3 @@ def resume_from(path: str, model, optimizer, scheduler) -> dict:
     optimizer.load_state_dict({"state": optimizer_state, "param_groups": state.pop("optimizer")})
     scheduler.load_state_dict(state.pop("scheduler"))
     return state
-
-
-def manifest_summary(manifest: Manifest) -> str:
-    return f"{manifest.architecture} @ {manifest.preprocessing.image_size}px, trained on {manifest.trained_on}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from pathlib import Path
@@ -71,8 +70,3 @@ def _synthetic_image() -> np.ndarray:
     image = np.full((450, 600, 3), (226, 178, 156), np.uint8)
     cv2.ellipse(image, ((300, 225), (260, 180), 30), DERMOSCOPIC_COLOURS["dark_brown"], -1)
     return image
-
-
-def write_json(report: dict, path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2))
-

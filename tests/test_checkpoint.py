@@ -11,6 +11,7 @@ from melanomanet.checkpoint import (
     save_checkpoint,
 )
 from melanomanet.model import build_model
+from tests.seed_reference import SeedModel, save_seed_checkpoint
 
 
 def test_round_trip_gives_identical_logits(tmp_path):
@@ -39,23 +40,10 @@ def test_pickle_payload_is_refused(tmp_path, payload):
 
 def test_seed_format_pth_loads_with_identical_logits(tmp_path):
     """The MelanomaNet reference layout: torchvision features as `backbone`, `classifier` = (Dropout, Linear)."""
-    import torchvision
-
-    class SeedModel(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = torchvision.models.efficientnet_v2_s(weights=None).features
-            self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
-            self.classifier = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(1280, 9))
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.avgpool(self.backbone(x)), 1))
-
     torch.manual_seed(1)
     seed = SeedModel().eval()
     path = tmp_path / "best_model.pth"
-    torch.save({"epoch": 7, "model_state_dict": seed.state_dict(), "optimizer_state_dict": {},
-                "metrics": {"val_acc": 0.85}}, path)
+    save_seed_checkpoint(seed, path, epoch=7, metrics={"val_acc": 0.85})
     model, manifest = load_seed_checkpoint(path, "efficientnet_v2_s", image_size=224)
     assert manifest.preprocessing.interpolation == "bilinear_antialias"
     assert manifest.target_layer == "backbone.7"

@@ -19,6 +19,7 @@ from runtime.backends.onnxruntime import OnnxRuntimeBackend
 from runtime.manifest import MANIFEST_KEY
 from runtime.uncertainty import draw_mc_mask
 from tests.conftest import SAMPLES
+from tests.seed_reference import SeedModel, save_seed_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -136,29 +137,16 @@ def test_export_all_chains_stages(checkpoint, tmp_path):
 def test_seed_checkpoint_matches_reference_preprocessing(tmp_path):
     """A reference-code .pth exported with --from-seed gives, on a real image, the probabilities the
     reference computes: PIL open, torchvision Resize((S, S)), ToTensor, Normalize(ImageNet)."""
-    import torchvision
     from PIL import Image
     from torchvision import transforms
 
     from runtime.predictor import Predictor
 
-    class Seed(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = torchvision.models.efficientnet_v2_s(weights=None).features
-            self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
-            self.classifier = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(1280, 9))
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.avgpool(self.backbone(x)), 1))
-
     torch.manual_seed(3)
-    seed_model = Seed().eval()
+    seed_model = SeedModel().eval()
     with torch.no_grad():
         seed_model.classifier[1].weight.mul_(20)
-    pth = tmp_path / "best_model.pth"
-    torch.save({"epoch": 1, "model_state_dict": seed_model.state_dict(), "optimizer_state_dict": {},
-                "metrics": {}}, pth)
+    pth = save_seed_checkpoint(seed_model, tmp_path / "best_model.pth")
     out = tmp_path / "seed.onnx"
     result = CliRunner().invoke(app, ["onnx", "--from-seed", str(pth), "--arch", "efficientnet_v2_s",
                                       "--image-size", "192", "-o", str(out)])
@@ -172,3 +160,10 @@ def test_seed_checkpoint_matches_reference_preprocessing(tmp_path):
     ours = Predictor(out, abcde=False).predict(image_path).probabilities
     assert int(np.argmax(ours)) == int(expected.argmax())
     np.testing.assert_allclose(ours, expected.numpy(), atol=2e-3)
+
+
+def test_unknown_cam_layer_lists_the_valid_ones(checkpoint, tmp_path):
+    result = CliRunner().invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "m.onnx"),
+                                      "--cam-layer", "backbone.nope"])
+    assert result.exit_code == 1
+    assert "backbone.nope" in result.output and "backbone.blocks.4" in result.output

@@ -13,12 +13,17 @@ import torch
 from export.source import Source
 from export.spec import OUTPUT_NAMES, ExportSpec
 from export.wrappers import IntermediateLayerGraph, LastLayerGraph
+from melanomanet.model import intermediate_layers
+from runtime.errors import MnetError
 from runtime.manifest import MANIFEST_KEY, Manifest
 
 
 def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None = None) -> Path:
     model = source.model
     layer = model.target_layer if not spec.intermediate else spec.cam_layer
+    if spec.intermediate and layer not in intermediate_layers(model):
+        raise MnetError(f"--cam-layer {layer!r} is not a stage of {model.architecture}; use 'last' or one of: "
+                        f"{', '.join(intermediate_layers(model))}")
     if spec.intermediate:
         graph = IntermediateLayerGraph(model, layer, spec.image_size)
         example = (_image(1, spec), _mask(spec, model), torch.zeros(1, dtype=torch.int64))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -222,7 +222,3 @@ def write_example(folder: Path, name: str, params: LesionParams, size: int) -> N
     cv2.imwrite(str(folder / "truth" / f"{name}_mask.png"), mask * 255)
     truth = {**asdict(params), "size": size, "colour_coverage": coverage}
     (folder / "truth" / f"{name}.json").write_text(json.dumps(truth, indent=1))
-
-
-def override(params: LesionParams, **changes) -> LesionParams:
-    return replace(params, **changes)
