@@ -24,6 +24,7 @@ ArchOpt = Annotated[Optional[str], typer.Option(help="Architecture of --from-see
 SizeOpt = Annotated[Optional[int], typer.Option(help="Input size in pixels (default: the checkpoint's).")]
 LayerOpt = Annotated[str, typer.Option(help="GradCAM++ target: 'last' (closed-form gradient, free) or a module "
                                        "name such as backbone.blocks.4 (backward pass in the graph).")]
+DynamicBatchOpt = Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")]
 CavsOpt = Annotated[Optional[Path], typer.Option(help="FastCAV vectors (from `mnet concepts train`) to carry.")]
 
 
@@ -65,7 +66,7 @@ def onnx(
     out: Annotated[Path, typer.Option("-o", "--out", help="The .onnx file to write.")] = Path("model.onnx"),
     image_size: SizeOpt = None,
     cam_layer: LayerOpt = "last",
-    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")] = False,
+    dynamic_batch: DynamicBatchOpt = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10 parses up to 20).")] = 20,
     from_seed: SeedOpt = None,
     arch: ArchOpt = None,
@@ -168,7 +169,7 @@ def export_all_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for model.onnx, reports, engine.")] = Path("export"),
     image_size: SizeOpt = None,
     cam_layer: LayerOpt = "last",
-    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")] = False,
+    dynamic_batch: DynamicBatchOpt = False,
     images: Annotated[Optional[Path], typer.Option(help="Real images to verify on, too.")] = None,
     fp16: Annotated[bool, typer.Option(help="FP16 engine where TensorRT exists.")] = False,
     from_seed: SeedOpt = None,

@@ -36,10 +36,12 @@ def write_outputs(result, out: Path, stem: str) -> dict:
     return report
 
 
-def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, progress=None) -> list[Outcome]:
+def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, progress=None,
+              collected: tuple[list[Path], list] | None = None) -> list[Outcome]:
+    """`collected`: the result of `collect_images(inputs)` when the caller already has it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files, problems = collect_images(inputs)
+    files, problems = collected or collect_images(inputs)
     outcomes = [Outcome(str(path), "failed", _row(path, "failed", error=message)) for path, message in problems]
     stems: dict[str, int] = {}
     for path in files:

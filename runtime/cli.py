@@ -56,11 +56,12 @@ def run(
                       "not for diagnosis[/yellow]")
     from runtime.imageio import collect_images
 
-    total = len(collect_images(inputs)[0])
+    collected = collect_images(inputs)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:
-        task = bar.add_task("explaining", total=total)
-        outcomes = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task))
+        task = bar.add_task("explaining", total=len(collected[0]))
+        outcomes = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
+                             collected=collected)
     _summary_table(outcomes)
     failed = [o for o in outcomes if o.status != "ok"]
     console.print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed; reports in {out} (summary.csv)")
