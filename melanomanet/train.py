@@ -78,8 +78,8 @@ def prepare_data(config: TrainConfig):
     if missing:
         if not config.skip_missing:
             raise DatasetError(missing_images_message(image_root, missing, len(labels.images)))
-        absent = {labels.images.index(name) for name in missing}
-        splits = {name: np.array([i for i in idx if i not in absent], np.int64) for name, idx in splits.items()}
+        present = ~np.isin(np.asarray(labels.images), missing)
+        splits = {name: idx[present[idx]] for name, idx in splits.items()}
         if len(splits["train"]) == 0:
             raise DatasetError(f"{image_root}: every listed image is missing; nothing to train on")
     return image_root, labels, splits, missing

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import MAX_ANALYSIS_SIDE, analyze, downscale, public, to_original_pixels
+from runtime.abcde.analyze import analyze_view, bounded_view, public
 from runtime.backends import open_backend
 from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
@@ -101,8 +101,7 @@ class Predictor:
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()
         # Explanations are drawn and measured on a view of at most MAX_ANALYSIS_SIDE pixels.
-        factor = min(1.0, MAX_ANALYSIS_SIDE / max(rgb.shape[:2]))
-        view = rgb if factor == 1.0 else downscale(rgb, factor)
+        view, factor = bounded_view(rgb)
         target = requested if requested is not None else int(np.argmax(probabilities))
         class_maps = self._class_maps(outputs)
         row = target if class_maps.shape[0] > 1 else 0
@@ -112,9 +111,7 @@ class Predictor:
         if self.with_abcde:
             mark = time.perf_counter()
             calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
-            full = analyze(view, calibration / factor if calibration else None)
-            if factor < 1.0:
-                full = to_original_pixels(full, factor, calibration)
+            full = analyze_view(view, factor, calibration)
             mask = full.get("_mask")
             analysis = public(full)
             alignment = attention_alignment(heatmap, mask) if mask is not None else None

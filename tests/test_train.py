@@ -54,3 +54,15 @@ def test_synthetic_colour_truth_covers_lesion():
     assert image.shape == (192, 192, 3) and mask.sum() > 0
     assert set(coverage) == set(params.colours)
     assert sum(coverage.values()) == pytest.approx(1.0)
+
+
+def test_skip_missing_trains_on_the_images_present(tmp_path):
+    from melanomanet.train import TrainConfig, prepare_data
+
+    write_dataset(tmp_path, count=40, seed=2, size=64)
+    gone = ["SYN_0002_000003", "SYN_0002_000017", "SYN_0002_000030"]
+    for name in gone:
+        (tmp_path / f"{name}.jpg").unlink()
+    _, labels, splits, missing = prepare_data(TrainConfig(data=str(tmp_path), out="", skip_missing=True))
+    kept = {labels.images[i] for idx in splits.values() for i in idx}
+    assert sorted(missing) == gone and len(kept) == 37 and not kept & set(gone)

@@ -30,9 +30,29 @@ MAX_ANALYSIS_SIDE = 2048
 def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None) -> dict:
     """Segment (unless a mask is given) and measure; keys: segmentation, asymmetry, border, color, diameter.
     Images larger than MAX_ANALYSIS_SIDE are measured downscaled, with sizes given in original pixels."""
-    side = max(image_rgb.shape[:2])
-    if mask is None and side > MAX_ANALYSIS_SIDE:
-        return _analyze_downscaled(image_rgb, mm_per_px, MAX_ANALYSIS_SIDE / side)
+    if mask is not None:
+        return _measure(image_rgb, mm_per_px, mask)
+    view, factor = bounded_view(image_rgb)
+    result = analyze_view(view, factor, mm_per_px)
+    if factor < 1.0 and "_mask" in result:
+        height, width = image_rgb.shape[:2]
+        result["_mask"] = cv2.resize(result["_mask"], (width, height), interpolation=cv2.INTER_NEAREST)
+    return result
+
+
+def bounded_view(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image downscaled to at most MAX_ANALYSIS_SIDE pixels, and the factor applied (1.0: unchanged)."""
+    factor = min(1.0, MAX_ANALYSIS_SIDE / max(image_rgb.shape[:2]))
+    return (image_rgb if factor == 1.0 else downscale(image_rgb, factor)), factor
+
+
+def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None) -> dict:
+    """Analyse a view made by `bounded_view`: sizes in original pixels, the mask at the view's size."""
+    result = _measure(view, mm_per_px / factor if mm_per_px else None)
+    return result if factor == 1.0 else to_original_pixels(result, factor, mm_per_px)
+
+
+def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | None = None) -> dict:
     found = segment(image_rgb) if mask is None else Segmentation((mask > 0).astype(np.uint8))
     result = {"segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
                                "flags": list(found.flags)}}
@@ -64,15 +84,6 @@ def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndar
                           "note": PARTIAL_SCORE_NOTE},
     })
     result["_mask"] = found.mask
-    return result
-
-
-def _analyze_downscaled(image_rgb: np.ndarray, mm_per_px: float | None, factor: float) -> dict:
-    height, width = image_rgb.shape[:2]
-    view = downscale(image_rgb, factor)
-    result = to_original_pixels(analyze(view, mm_per_px / factor if mm_per_px else None), factor, mm_per_px)
-    if "_mask" in result:
-        result["_mask"] = cv2.resize(result["_mask"], (width, height), interpolation=cv2.INTER_NEAREST)
     return result
 
 

@@ -182,7 +182,7 @@ def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray) -> tuple[n
     component = central_component(binary)
     if component is None or component.sum() < MIN_AREA_FRACTION * inside.sum():
         return None, 0.0, 0.0
-    component = fill_holes(component)
+    component = largest_filled(component)
     contrast = float(np.median(distance[component.astype(bool)][::4])
                      - np.median(distance[inside & (component == 0)][::4]))
     return component, contrast, boundary_level(distance, component, level)
@@ -214,13 +214,6 @@ def central_component(binary: np.ndarray) -> np.ndarray | None:
     offsets = np.hypot((centroids[1:, 0] - width / 2) / width, (centroids[1:, 1] - height / 2) / height)
     scores = stats[1:, cv2.CC_STAT_AREA] * np.exp(-4 * offsets**2)
     return (labels == 1 + int(np.argmax(scores))).astype(np.uint8)
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(mask)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
-    return filled
 
 
 def largest_filled(mask: np.ndarray) -> np.ndarray:
