@@ -25,6 +25,7 @@ class IsicDataset(torch.utils.data.Dataset):
         self.preprocessing = preprocessing
         self.train = train
         self.rng = np.random.default_rng(seed)
+        self._worker_rng = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -38,8 +39,19 @@ class IsicDataset(torch.utils.data.Dataset):
             warnings.warn(f"skipping corrupt image: {error}", stacklevel=1)
             return None
         if self.train:
-            image = augment(image, self.rng)
+            image = augment(image, self._generator())
         return torch.from_numpy(preprocess(image, self.preprocessing)), int(self.labels.targets[index])
+
+
+    def _generator(self) -> np.random.Generator:
+        """In a DataLoader worker, a generator of its own (seeded by the loader per worker and epoch),
+        so that workers do not repeat each other's augmentations."""
+        worker = torch.utils.data.get_worker_info()
+        if worker is None:
+            return self.rng
+        if self._worker_rng is None:
+            self._worker_rng = np.random.default_rng(worker.seed)
+        return self._worker_rng
 
 
 def collate_skipping(batch):
