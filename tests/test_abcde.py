@@ -136,9 +136,9 @@ def test_exact_dermoscopic_colours_are_named(colours):
 
 
 def test_segmentation_matches_synthetic_truth():
-    """32 lesions of every class with hairs and vignette: IoU against the generator's true mask."""
+    """96 lesions of every class, each with four hairs, and the vignette: IoU against the generator's mask."""
     ious = []
-    for seed in range(32):
+    for seed in range(96):
         rng = np.random.default_rng(100 + seed)
         label = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")[seed % 8]
         params = sample_params(rng, label)
@@ -148,8 +148,9 @@ def test_segmentation_matches_synthetic_truth():
         ious.append(np.count_nonzero(mask & truth) / np.count_nonzero(mask | truth))
     ious = np.array(ious)
     print(f"IoU median {np.median(ious):.3f}, min {ious.min():.3f}, share >= 0.9: {np.mean(ious >= 0.9):.2f}")
-    assert np.median(ious) >= 0.93
-    assert np.mean(ious >= 0.9) >= 0.85
+    assert np.median(ious) >= 0.95
+    assert np.mean(ious >= 0.9) >= 0.95
+    assert ious.min() >= 0.8
 
 
 def test_no_lesion_returns_flag_not_numbers():

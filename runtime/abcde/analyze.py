@@ -14,10 +14,10 @@ from runtime.abcde.criteria import (
     compactness,
     diameters,
     shape_asymmetry,
-    to_lab,
 )
+from runtime.abcde.palette import to_lab
 from runtime.abcde.segment import Segmentation, segment, working_image
-from runtime.abcde.shape import region
+from runtime.abcde.shape import region, region_inside
 
 PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 0.5 x colour count: the A, B and C "
                       "terms of the Total Dermoscopy Score. Its D term counts dermoscopic structures, which are not "
@@ -56,14 +56,15 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     found = segment(image_rgb) if mask is None else Segmentation((mask > 0).astype(np.uint8))
     result = {"segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
                                "flags": list(found.flags)}}
-    geometry = region(found.mask) if found.area_px >= 9 else None
+    geometry = None
+    if found.area_px >= 9:
+        geometry = region(found.mask) if found.contour is None else region_inside(found.contour)
     if geometry is None or not found.found:
         if "no_lesion" not in result["segmentation"]["flags"]:
             result["segmentation"]["flags"].append("no_lesion")
         return {**result, "asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None}
-    small_image, small_mask = working_copies(image_rgb, found)
-    small_geometry = region(small_mask) or geometry
-    lab = to_lab(small_image)
+    lab, small_mask = working_copies(image_rgb, found)
+    small_geometry = geometry.scaled(small_mask.shape[1] / found.mask.shape[1])
     shape_axes = shape_asymmetry(geometry)
     colour_axes = colour_asymmetry(lab, small_mask, small_geometry)
     points = sum(s > SHAPE_ASYMMETRY_THRESHOLD or c > COLOUR_ASYMMETRY_THRESHOLD
@@ -109,13 +110,14 @@ def to_original_pixels(result: dict, factor: float, mm_per_px: float | None) -> 
 
 
 def working_copies(image_rgb: np.ndarray, found: Segmentation) -> tuple[np.ndarray, np.ndarray]:
-    """Colour and border are measured at the segmentation's working resolution (hairs left out of the
-    colours); shape and size on the full-resolution mask."""
-    small_image = found.working_image if found.working_image is not None else working_image(image_rgb)
-    if small_image.shape[:2] == found.mask.shape:
-        return small_image, found.mask
-    small_mask = cv2.resize(found.mask, (small_image.shape[1], small_image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return small_image, small_mask
+    """CIELAB image and mask at the segmentation's working resolution, where colour and border are
+    measured (shape and size on the full-resolution mask)."""
+    lab = found.working_lab if found.working_lab is not None else to_lab(working_image(image_rgb))
+    if found.working_mask is not None:
+        return lab, found.working_mask
+    if lab.shape[:2] == found.mask.shape:
+        return lab, found.mask
+    return lab, cv2.resize(found.mask, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def public(result: dict) -> dict:

@@ -7,10 +7,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from runtime.abcde.palette import COLOUR_NAMES, DERMOSCOPIC_COLOURS
+from runtime.abcde.palette import COLOUR_NAMES, DERMOSCOPIC_COLOURS, to_lab
 from runtime.abcde.shape import Region, feret_diameter, perimeter, reflect
 
-RASTER_SIDE = 400
+RASTER_SIDE = 256
 SHAPE_ASYMMETRY_THRESHOLD = 0.10
 COLOUR_ASYMMETRY_THRESHOLD = 0.25
 COLOUR_MIN_FRACTION = 0.05
@@ -21,35 +21,33 @@ LARGE_DIAMETER_MM = 6.0
 
 def shape_asymmetry(region: Region) -> list[float]:
     """For each principal axis: |M xor mirror(M)| / |M|, the mask polygon mirrored about the axis
-    through the centroid, both rasterised on a canvas of about RASTER_SIDE pixels (sub-pixel for small
+    through the centroid, all rasterised on one canvas of about RASTER_SIDE pixels (sub-pixel for small
     lesions, at most 2x)."""
     contour = region.contour.astype(np.float64)
-    values = []
-    for axis in region.axes:
-        mirrored = reflect(contour, region.centroid, axis)
-        low = np.floor(np.minimum(contour.min(0), mirrored.min(0))) - 2
-        high = np.ceil(np.maximum(contour.max(0), mirrored.max(0))) + 2
-        scale = min(2.0, RASTER_SIDE / float(np.max(high - low)))
-        size = ((high - low) * scale).astype(int) + 1
-        original = _raster((contour - low) * scale, size)
-        reflected = _raster((mirrored - low) * scale, size)
-        values.append(float(np.count_nonzero(original ^ reflected) / max(np.count_nonzero(original), 1)))
-    return values
+    mirrors = [reflect(contour, region.centroid, axis) for axis in region.axes]
+    every = np.vstack([contour, *mirrors])
+    low, high = np.floor(every.min(0)) - 2, np.ceil(every.max(0)) + 2
+    scale = min(2.0, RASTER_SIDE / float(np.max(high - low)))
+    size = ((high - low) * scale).astype(int) + 1
+    original = _raster((contour - low) * scale, size)
+    area = max(cv2.countNonZero(original), 1)
+    return [cv2.countNonZero(cv2.bitwise_xor(original, _raster((mirror - low) * scale, size))) / area
+            for mirror in mirrors]
 
 
 def _raster(polygon: np.ndarray, size) -> np.ndarray:
     canvas = np.zeros((size[1], size[0]), np.uint8)
     fixed = np.round(polygon * 16).astype(np.int32)
     cv2.fillPoly(canvas, [fixed], 1, cv2.LINE_8, shift=4)
-    return canvas.astype(bool)
+    return canvas
 
 
 def colour_asymmetry(lab: np.ndarray, mask: np.ndarray, region: Region) -> list[float]:
     """For each principal axis: total-variation distance (0..1) between the colour histograms of the
     two halves of the lesion on either side of the axis (every other pixel)."""
-    ys, xs = np.nonzero(mask)
-    ys, xs = ys[::2], xs[::2]
-    colours = _quantise(lab[ys, xs])
+    index = np.flatnonzero(mask)[::2]
+    ys, xs = np.divmod(index, mask.shape[1])
+    colours = _quantise(lab.reshape(-1, 3)[index])
     offsets = np.stack([xs - region.centroid[0], ys - region.centroid[1]], axis=1)
     values = []
     for axis in region.axes:
@@ -88,21 +86,20 @@ def border_cutoff_segments(lightness: np.ndarray, mask: np.ndarray, region: Regi
     margin = 5 * band + 1
     x0, y0 = max(x - margin, 0), max(y - margin, 0)
     x1, y1 = min(x + w + margin, mask.shape[1]), min(y + h + margin, mask.shape[0])
-    crop, light = mask[y0:y1, x0:x1], lightness[y0:y1, x0:x1]
+    crop = mask[y0:y1, x0:x1]
     inside = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
     outside = cv2.distanceTransform(1 - crop, cv2.DIST_L2, 3)
-    bands = ((inside > 0) & (inside <= band), (outside > 0) & (outside <= band),
-             (inside > 3 * band) & (inside <= 5 * band), (outside > 3 * band) & (outside <= 5 * band))
-    means, counts = [], []
-    for part in bands:
-        ys, xs = np.nonzero(part)
-        angles = np.arctan2(ys + y0 - region.centroid[1], xs + x0 - region.centroid[0]) - region.orientation
-        sector = ((angles % (2 * np.pi)) / (np.pi / 4)).astype(int) % 8
-        count = np.bincount(sector, minlength=8)
-        means.append(np.bincount(sector, weights=light[ys, xs], minlength=8) / np.maximum(count, 1))
-        counts.append(count)
+    # Band index per pixel: 0 none, 1 just inside, 2 just outside, 3 deep inside, 4 far outside.
+    bands = ((inside > 0) & (inside <= band)) * 1 + ((outside > 0) & (outside <= band)) * 2 \
+        + ((inside > 3 * band) & (inside <= 5 * band)) * 3 + ((outside > 3 * band) & (outside <= 5 * band)) * 4
+    ys, xs = np.nonzero(bands)
+    angles = np.arctan2(ys + y0 - region.centroid[1], xs + x0 - region.centroid[0]) - region.orientation
+    sector = ((angles % (2 * np.pi)) / (np.pi / 4)).astype(int) % 8
+    key = (bands[ys, xs] - 1) * 8 + sector
+    counts = np.bincount(key, minlength=32).reshape(4, 8)
+    means = np.bincount(key, weights=lightness[ys + y0, xs + x0], minlength=32).reshape(4, 8) / np.maximum(counts, 1)
     near_in, near_out, far_in, far_out = means
-    usable = np.min(counts, axis=0) >= 5
+    usable = counts.min(axis=0) >= 5
     total = far_out - far_in
     step = near_out - near_in
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -113,7 +110,7 @@ def border_cutoff_segments(lightness: np.ndarray, mask: np.ndarray, region: Regi
 def colours_present(lab: np.ndarray, mask: np.ndarray) -> tuple[list[str], dict[str, float]]:
     """Which of the six dermoscopic colours cover more than COLOUR_MIN_FRACTION of the lesion: each
     pixel takes the nearest reference colour in CIELAB (within COLOUR_MAX_DISTANCE); every other pixel."""
-    pixels = lab[mask.astype(bool)][::2]
+    pixels = lab.reshape(-1, 3)[np.flatnonzero(mask)[::2]]
     if pixels.size == 0:
         return [], {}
     references = reference_lab()
@@ -129,11 +126,6 @@ def colours_present(lab: np.ndarray, mask: np.ndarray) -> tuple[list[str], dict[
 def reference_lab() -> np.ndarray:
     swatches = np.array([[DERMOSCOPIC_COLOURS[name] for name in COLOUR_NAMES]], np.uint8)
     return to_lab(swatches)[0]
-
-
-def to_lab(image_rgb: np.ndarray) -> np.ndarray:
-    """CIELAB (L 0-100, a and b signed) from RGB uint8."""
-    return cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
 
 def diameters(region: Region, mm_per_px: float | None) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -17,7 +17,7 @@ class Region:
     minor_axis_length: float
     eccentricity: float
     solidity: float
-    contour: np.ndarray  # K x 2 boundary pixel centres, 8-connected
+    contour: np.ndarray  # K x 2 boundary polygon through pixel centres (straight runs kept as their ends)
     hull: np.ndarray
 
     @property
@@ -26,9 +26,17 @@ class Region:
         major = np.array([np.cos(self.orientation), np.sin(self.orientation)])
         return major, np.array([-major[1], major[0]])
 
+    def scaled(self, factor: float) -> Region:
+        """The same region on an image resized by `factor` (areas scale by its square)."""
+        centroid = (self.centroid[0] * factor, self.centroid[1] * factor)
+        return replace(self, area=self.area * factor**2, centroid=centroid,
+                       major_axis_length=self.major_axis_length * factor,
+                       minor_axis_length=self.minor_axis_length * factor,
+                       contour=self.contour * factor, hull=self.hull * factor)
+
 
 def largest_contour(mask: np.ndarray) -> np.ndarray | None:
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
     return max(contours, key=cv2.contourArea).reshape(-1, 2)
@@ -38,34 +46,34 @@ def region(mask: np.ndarray) -> Region | None:
     """Second-moment geometry of the largest region, holes filled (as `skimage.measure.regionprops`
     defines it)."""
     contour = largest_contour((mask > 0).astype(np.uint8))
-    if contour is None:
-        return None
-    mask = np.zeros(mask.shape, np.uint8)
-    cv2.drawContours(mask, [contour.reshape(-1, 1, 2)], -1, 1, thickness=cv2.FILLED)
-    moments = cv2.moments(mask, binaryImage=True)
+    return None if contour is None else region_inside(contour)
+
+
+def region_inside(contour: np.ndarray) -> Region | None:
+    """The geometry of the pixels inside an outer contour (K x 2, as `cv2.findContours` gives it)."""
+    x, y, width, height = cv2.boundingRect(contour)
+    filled = np.zeros((height, width), np.uint8)
+    cv2.drawContours(filled, [contour.reshape(-1, 1, 2)], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
+    moments = cv2.moments(filled, binaryImage=True)
     if moments["m00"] == 0:
         return None
     area = moments["m00"]
-    cx, cy = moments["m10"] / area, moments["m01"] / area
+    cx, cy = x + moments["m10"] / area, y + moments["m01"] / area
     # Central moments normalised by area, with the 1/12 pixel self-inertia skimage includes.
     mu20, mu02, mu11 = moments["mu20"] / area + 1 / 12, moments["mu02"] / area + 1 / 12, moments["mu11"] / area
     common = np.sqrt(((mu20 - mu02) / 2) ** 2 + mu11**2)
     first, second = (mu20 + mu02) / 2 + common, (mu20 + mu02) / 2 - common
     orientation = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)
     hull = cv2.convexHull(contour).reshape(-1, 2)
-    hull_area = _pixel_area_of_polygon(hull, mask.shape)
+    filled[:] = 0
+    cv2.fillPoly(filled, [hull.astype(np.int32) - np.array([x, y], np.int32)], 1)
+    hull_area = cv2.countNonZero(filled)
     return Region(
         area=float(area), centroid=(float(cx), float(cy)), orientation=float(orientation),
         major_axis_length=float(4 * np.sqrt(max(first, 0))), minor_axis_length=float(4 * np.sqrt(max(second, 0))),
         eccentricity=float(np.sqrt(1 - second / first)) if first > 0 else 0.0,
         solidity=float(area / hull_area) if hull_area else 1.0, contour=contour, hull=hull,
     )
-
-
-def _pixel_area_of_polygon(polygon: np.ndarray, shape) -> float:
-    canvas = np.zeros(shape, np.uint8)
-    cv2.fillPoly(canvas, [polygon.astype(np.int32)], 1)
-    return float(canvas.sum())
 
 
 def perimeter(contour: np.ndarray) -> float:
