@@ -49,13 +49,13 @@ def _spec(source, image_size, cam_layer, dynamic_batch, opset):
                       dynamic_batch=dynamic_batch, opset=opset, mc_samples=source.manifest.mc_samples)
 
 
-def _concepts(cavs: Optional[Path], source):
+def _concepts(cavs: Optional[Path], source, image_size: int):
     if cavs is None:
         return None
     from melanomanet.concepts import bundle_concepts
 
     try:
-        return bundle_concepts(cavs, source.model)
+        return bundle_concepts(cavs, source.model, image_size)
     except MnetError as error:
         fail(error)
 
@@ -81,7 +81,7 @@ def onnx(
     spec = _spec(source, image_size, cam_layer, dynamic_batch, opset)
     with console.status(f"exporting {source.manifest.architecture} at {spec.image_size}px"):
         try:
-            path = to_onnx(source, spec, out, concepts=_concepts(cavs, source))
+            path = to_onnx(source, spec, out, concepts=_concepts(cavs, source, spec.image_size))
         except MnetError as error:
             fail(error)
     write_sidecar(path, OnnxRuntimeBackend(path).manifest)
@@ -184,7 +184,7 @@ def export_all_command(
     spec = _spec(source, image_size, cam_layer, dynamic_batch, 20)
     try:
         summary = export_all(source, spec, out, images, EngineSpec(fp16=fp16), log=console.print,
-                             concepts=_concepts(cavs, source))
+                             concepts=_concepts(cavs, source, spec.image_size))
     except MnetError as error:
         fail(error)
     if not (summary["verify"] and summary["check"]):

@@ -157,12 +157,14 @@ def concepts_train(
     out: Annotated[Path, typer.Option("-o", "--out", help="The CAV file to write.")] = Path("cavs.safetensors"),
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write accuracies and timings here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    image_size: Annotated[Optional[int], typer.Option(
+        help="Input size of the embeddings: the size you export the bundle at (default: the checkpoint's).")] = None,
 ):
     """FastCAV vectors (closed form) with held-out accuracy, compared with the reference's SGD-CAV."""
     from melanomanet.concepts import save_cavs, train_cavs
 
     with console.status("embedding concept images"):
-        tensors, report = guarded(lambda: train_cavs(checkpoint, concepts, seed))
+        tensors, report = guarded(lambda: train_cavs(checkpoint, concepts, seed, image_size))
     save_cavs(out, tensors, report)
     table = Table("concept", "FastCAV acc", "SGD-CAV acc", "cosine", "speed-up", title="held-out accuracy")
     for name, row in report["concepts"].items():
@@ -171,4 +173,5 @@ def concepts_train(
     Console().print(table)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
-    console.print(f"wrote {out}; carry it into a bundle with `mnet-export onnx CKPT --cavs {out}`")
+    console.print(f"wrote {out} ({report['image_size']} px embeddings); carry it into a bundle with "
+                  f"`mnet-export onnx CKPT --image-size {report['image_size']} --cavs {out}`")

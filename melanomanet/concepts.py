@@ -104,14 +104,20 @@ def split(count: int, rng: np.random.Generator, held_out: float = 0.3) -> tuple[
     return order[:cut], order[cut:]
 
 
-def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, progress=None) -> tuple[dict, dict]:
-    """Returns (tensors to save, report): FastCAV vectors and means, held-out accuracies, SGD comparison."""
+def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size: int | None = None,
+               progress=None) -> tuple[dict, dict]:
+    """Returns (tensors to save, report): FastCAV vectors and means, held-out accuracies, SGD comparison.
+    The embedding depends on the input size: pass the size the bundle will be exported at (default: the
+    checkpoint's training size)."""
     from melanomanet.checkpoint import load_checkpoint
 
     model, manifest = load_checkpoint(checkpoint)
+    if image_size is not None:
+        manifest = replace(manifest, preprocessing=replace(manifest.preprocessing, image_size=image_size))
     rng = np.random.default_rng(seed)
     tensors, report = {}, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
-                           "dimension": model.num_features, "concepts": {}}
+                           "dimension": model.num_features, "image_size": manifest.preprocessing.image_size,
+                           "concepts": {}}
     for name, (positive_files, negative_files) in concept_folders(concepts_root).items():
         positive = embeddings(model, manifest, positive_files)
         negative = embeddings(model, manifest, negative_files)
@@ -145,12 +151,16 @@ def save_cavs(path: Path, tensors: dict, report: dict) -> None:
     save_file(tensors, str(path), metadata={"mnet.cavs": json.dumps(report)})
 
 
-def load_cavs_for_bundle(path: Path, dimension: int) -> dict:
-    """The manifest's `concepts` entry: names, vectors and centring means, as plain lists."""
+def load_cavs_for_bundle(path: Path, dimension: int, image_size: int) -> dict:
+    """The manifest's `concepts` entry: names, vectors and centring means, as plain lists. The vectors must
+    come from this model's embedding at the bundle's input size."""
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
     try:
         tensors = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as handle:
+            report = json.loads((handle.metadata() or {}).get("mnet.cavs", "{}"))
     except Exception as error:
         raise MnetError(f"{path}: not a CAV file from `mnet concepts train` ({error})") from error
     names = sorted({key.rsplit(".", 1)[0] for key in tensors})
@@ -159,8 +169,13 @@ def load_cavs_for_bundle(path: Path, dimension: int) -> dict:
         if size != dimension:
             raise MnetError(f"{path}: concept {name!r} has dimension {size}, but the model's embedding has "
                             f"{dimension}; train the CAVs on this checkpoint (`mnet concepts train --checkpoint`)")
+    trained_size = report.get("image_size")
+    if trained_size != image_size:
+        raise MnetError(f"{path}: the CAVs were trained on embeddings of {trained_size or 'unknown'}-px inputs, but "
+                        f"this bundle takes {image_size}-px inputs and the embedding depends on the input size; "
+                        f"rerun `mnet concepts train --image-size {image_size}`")
     return {"names": names, "cavs": [tensors[f"{n}.cav"].tolist() for n in names],
-            "means": [tensors[f"{n}.mean"].tolist() for n in names]}
+            "means": [tensors[f"{n}.mean"].tolist() for n in names], "image_size": image_size}
 
 
 def head_projections(model, concepts: dict) -> list[list[float]]:
@@ -170,7 +185,7 @@ def head_projections(model, concepts: dict) -> list[list[float]]:
     return (weight @ np.asarray(concepts["cavs"], np.float64).T).tolist()
 
 
-def bundle_concepts(path: Path, model) -> dict:
+def bundle_concepts(path: Path, model, image_size: int) -> dict:
     """What `mnet-export onnx --cavs` stores in the manifest."""
-    concepts = load_cavs_for_bundle(path, model.num_features)
+    concepts = load_cavs_for_bundle(path, model.num_features, image_size)
     return {**concepts, "head_projections": head_projections(model, concepts), "source": Path(path).name}

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.slow
 def cavs(checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("concepts")
     runner = CliRunner()
-    drawn = runner.invoke(app, ["concepts", "synth", str(folder / "sets"), "--count", "80", "--size", "128"])
+    drawn = runner.invoke(app, ["concepts", "synth", str(folder / "sets"), "--count", "80", "--size", "224"])
     assert drawn.exit_code == 0
     result = runner.invoke(app, ["concepts", "train", "--checkpoint", str(checkpoint), "--concepts",
                                  str(folder / "sets"), "-o", str(folder / "cavs.safetensors"),
-                                 "--json", str(folder / "cavs.json")])
+                                 "--json", str(folder / "cavs.json"), "--image-size", "224"])
     assert result.exit_code == 0, result.output
     return folder / "cavs.safetensors", json.loads((folder / "cavs.json").read_text())
 
@@ -36,11 +36,12 @@ def test_fastcav_separates_the_synthetic_concepts(cavs):
     accuracies = {name: row["fastcav_accuracy"] for name, row in report["concepts"].items()}
     print("FastCAV held-out accuracy", accuracies,
           "SGD-CAV", {n: r["sgdcav_accuracy"] for n, r in report["concepts"].items()})
-    assert set(accuracies) == set(CONCEPTS)
-    # The 3-epoch fixture model separates size cleanly; its embedding encodes the other concepts only
-    # weakly (the demo model's figures are in the README). The issue's 0.9 for every concept is not met yet.
+    assert set(accuracies) == set(CONCEPTS) and report["image_size"] == 224
+    # The 3-epoch fixture model separates size cleanly; its embedding encodes the other concepts less
+    # strongly (the demo model's figures are in the README). The issue's 0.9 for every concept is not met
+    # by every briefly trained model yet.
     assert accuracies["large_diameter"] >= 0.9
-    assert np.mean(list(accuracies.values())) >= 0.7
+    assert np.mean(list(accuracies.values())) >= 0.75
     for row in report["concepts"].values():
         assert -1 <= row["cosine_fast_vs_sgd"] <= 1 and row["fastcav_seconds"] < row["sgdcav_seconds"]
 
@@ -57,7 +58,7 @@ def test_fastcav_is_the_centred_mean_direction():
 def test_runtime_concept_scores_equal_pytorch(cavs, checkpoint, tmp_path):
     path, _ = cavs
     bundle = tmp_path / "model.onnx"
-    result = CliRunner().invoke(export_app, ["onnx", str(checkpoint), "-o", str(bundle), "--image-size", "128",
+    result = CliRunner().invoke(export_app, ["onnx", str(checkpoint), "-o", str(bundle), "--image-size", "224",
                                              "--cavs", str(path)])
     assert result.exit_code == 0, result.output
     from safetensors.numpy import load_file
@@ -68,7 +69,8 @@ def test_runtime_concept_scores_equal_pytorch(cavs, checkpoint, tmp_path):
     image = SAMPLES / "ISIC_0034338.jpg"
     scores = predictor.predict(image).to_dict()["concepts"]
     with torch.no_grad():
-        tensor = torch.from_numpy(preprocess(predictor.predict(image).extra["rgb"], manifest.preprocessing))[None]
+        rgb = predictor.predict(image).extra["rgb"]
+        tensor = torch.from_numpy(preprocess(rgb, predictor.manifest.preprocessing))[None]
         embedding = model.embed(model.forward_features(tensor))[0].double()
         target = int(model(tensor)[0].argmax())
     assert scores["class"] == manifest.class_names[target]
@@ -95,9 +97,20 @@ def test_bundle_without_cavs_has_no_concepts(bundle):
 
 def test_cavs_of_another_dimension_are_refused(checkpoint, tmp_path):
     path = tmp_path / "wrong.safetensors"
-    save_cavs(path, {"asymmetry.cav": np.ones(64, np.float32), "asymmetry.mean": np.zeros(64, np.float32)}, {})
+    save_cavs(path, {"asymmetry.cav": np.ones(64, np.float32), "asymmetry.mean": np.zeros(64, np.float32)},
+              {"image_size": 128})
     result = CliRunner().invoke(export_app, ["onnx", str(checkpoint), "-o", str(tmp_path / "m.onnx"),
                                              "--cavs", str(path)])
     assert result.exit_code == 1
     assert "dimension 64" in result.output and "1280" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cavs_from_another_input_size_are_refused(cavs, checkpoint, tmp_path):
+    """The embedding depends on the input size: CAVs trained at 224 px do not describe a 128-px bundle."""
+    path, _ = cavs
+    result = CliRunner().invoke(export_app, ["onnx", str(checkpoint), "-o", str(tmp_path / "m.onnx"),
+                                             "--image-size", "128", "--cavs", str(path)])
+    assert result.exit_code == 1
+    assert "224-px" in result.output and "--image-size 128" in result.output
     assert not (tmp_path / "m.onnx").exists()
