@@ -12,14 +12,13 @@ import cv2
 import numpy as np
 
 from runtime.abcde.artifacts import ellipse, field_of_view_mask, remove_artifacts
-from runtime.abcde.edge import largest_filled, refine_edge, upsample
+from runtime.abcde.edge import SKIN_LEVEL_FLOOR, largest_filled, refine_edge, upsample
 from runtime.abcde.palette import to_lab
 
 WORKING_SIDE = 200
 MIN_CONTRAST = 10.0
 NO_LESION_CONTRAST = 3.0
 MIN_AREA_FRACTION = 0.003
-SKIN_LEVEL_FLOOR = 6.0
 SKIN_LEVEL_FACTOR = 5.0
 RING_SAMPLES = 1500
 
