@@ -50,8 +50,9 @@ def segment(image_rgb: np.ndarray) -> Segmentation:
     cleaned, holes, hairs = remove_artifacts(small)
     field_of_view = field_of_view_mask(cleaned)
     original_lab = to_lab(small)
-    distance = colour_distance_from_skin(with_pixels_of(original_lab, cleaned, holes), field_of_view)
-    small_mask, contrast, level = threshold_lesion(distance, field_of_view)
+    skin = skin_samples(field_of_view)
+    distance = colour_distance_from_skin(with_pixels_of(original_lab, cleaned, holes), field_of_view, skin)
+    small_mask, contrast, level = threshold_lesion(distance, field_of_view, skin)
     flags = []
     if small_mask is None or contrast < NO_LESION_CONTRAST:
         flags.append("no_lesion")
@@ -89,10 +90,10 @@ def with_pixels_of(lab: np.ndarray, image_rgb: np.ndarray, where: np.ndarray) ->
     return out
 
 
-def colour_distance_from_skin(lab: np.ndarray, field_of_view: np.ndarray) -> np.ndarray:
-    """CIELAB distance of every pixel from the skin colour, estimated in the outer ring of the view."""
-    skin = np.median(lab.reshape(-1, 3)[skin_samples(field_of_view)], axis=0)
-    difference = lab - skin.astype(np.float32)
+def colour_distance_from_skin(lab: np.ndarray, field_of_view: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """CIELAB distance of every pixel from the skin colour, the median at the `skin` sample pixels."""
+    skin_colour = np.median(lab.reshape(-1, 3)[skin], axis=0)
+    difference = lab - skin_colour.astype(np.float32)
     distance = cv2.sqrt(cv2.transform(difference * difference, np.ones((1, 3), np.float32)))
     return cv2.GaussianBlur(distance, (3, 3), 0) * field_of_view
 
@@ -115,10 +116,11 @@ def outer_ring(shape: tuple[int, int]) -> np.ndarray:
     return ring[:: max(1, ring.size // RING_SAMPLES)]
 
 
-def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray) -> tuple[np.ndarray | None, float, float]:
+def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray,
+                     skin: np.ndarray) -> tuple[np.ndarray | None, float, float]:
     """Lesion = clearly unlike the skin: hysteresis from Otsu's level down to a level set by the skin's own
-    spread in the outer ring, so a lesion of many colours is not split at its own colour boundaries.
-    Returns (mask, contrast, threshold in distance units)."""
+    spread at the `skin` sample pixels, so a lesion of many colours is not split at its own colour
+    boundaries. Returns (mask, contrast, threshold in distance units)."""
     view_area = cv2.countNonZero(field_of_view)
     if view_area == 0:
         return None, 0.0, 0.0
@@ -128,9 +130,9 @@ def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray) -> tuple[n
     unit = highest / 255.0
     scaled = cv2.convertScaleAbs(distance, alpha=1 / unit)
     high = otsu_level(cv2.calcHist([scaled], [0], field_of_view, [256], [0, 256]).ravel()) * unit
-    skin = distance.ravel()[skin_samples(field_of_view)]
-    centre = float(np.median(skin))
-    spread = 1.4826 * float(np.median(np.abs(skin - centre)))
+    skin_distance = distance.ravel()[skin]
+    centre = float(np.median(skin_distance))
+    spread = 1.4826 * float(np.median(np.abs(skin_distance - centre)))
     level = min(high, max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread))
     binary = hysteresis(distance, high, level, field_of_view)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(5))
@@ -139,7 +141,7 @@ def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray) -> tuple[n
     if component is None or cv2.countNonZero(component) < MIN_AREA_FRACTION * view_area:
         return None, 0.0, 0.0
     component = largest_filled(component)
-    return component, contrast(distance, component, field_of_view), level
+    return component, lesion_contrast(distance, component, field_of_view), level
 
 
 def otsu_level(histogram: np.ndarray) -> float:
@@ -152,7 +154,7 @@ def otsu_level(histogram: np.ndarray) -> float:
     return float(np.argmax(np.nan_to_num(between[:-1], nan=-1.0)))
 
 
-def contrast(distance: np.ndarray, component: np.ndarray, field_of_view: np.ndarray) -> float:
+def lesion_contrast(distance: np.ndarray, component: np.ndarray, field_of_view: np.ndarray) -> float:
     """Median colour distance inside the lesion minus outside it (every other row and column)."""
     sampled, lesion, view = distance[::2, ::2], component[::2, ::2] > 0, field_of_view[::2, ::2] > 0
     return float(np.median(sampled[lesion]) - np.median(sampled[view & ~lesion]))
