@@ -27,9 +27,10 @@ class Edge:
 
 def refine_edge(component: np.ndarray, distance: np.ndarray, field_of_view: np.ndarray, hairs: np.ndarray,
                 fallback_level: float) -> Edge:
-    """Move the component's edge (within a few pixels) to where the colour distance crosses half-way
-    between the skin and the lesion interior nearby, never within the noise of the skin around the lesion.
-    Under a hair the colour is only inpainted, so there the mask follows the majority of the pixels around."""
+    """Extend the component (by up to 4 px) to where the colour distance crosses half-way between the skin
+    and the lesion interior nearby, never within the noise of the skin around the lesion; `upsample` then
+    cuts the edge at that level, inwards too, at full resolution. Under a hair the colour is only inpainted,
+    so there the mask follows the majority of the pixels around."""
     box = padded_box(component, MARGIN)
     window = (slice(box[1], box[3]), slice(box[0], box[2]))
     lesion, local_distance = component[window], distance[window]
@@ -68,7 +69,9 @@ def cut_levels(distance: np.ndarray, inside: np.ndarray, outside: np.ndarray, fi
     size = (EDGE_WINDOW, EDGE_WINDOW)
     weight = cv2.blur(interior, size)
     local = cv2.blur(distance * interior, size) / np.maximum(weight, 1e-3)
-    local = np.where(weight > 0.05, local, float(np.median(distance[interior > 0])))
+    far_from_interior = weight <= 0.05
+    if far_from_interior.any():
+        local[far_from_interior] = float(np.median(distance[interior > 0]))
     return np.maximum(0.5 * local, floor).astype(np.float32)
 
 
