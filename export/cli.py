@@ -55,7 +55,7 @@ def _concepts(cavs: Optional[Path], source, image_size: int):
     from melanomanet.concepts import bundle_concepts
 
     try:
-        return bundle_concepts(cavs, source.model, image_size)
+        return bundle_concepts(cavs, source, image_size)
     except MnetError as error:
         fail(error)
 

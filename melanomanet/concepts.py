@@ -151,9 +151,9 @@ def save_cavs(path: Path, tensors: dict, report: dict) -> None:
     save_file(tensors, str(path), metadata={"mnet.cavs": json.dumps(report)})
 
 
-def load_cavs_for_bundle(path: Path, dimension: int, image_size: int) -> dict:
+def load_cavs_for_bundle(path: Path, dimension: int, image_size: int, checkpoint_sha256: str) -> dict:
     """The manifest's `concepts` entry: names, vectors and centring means, as plain lists. The vectors must
-    come from this model's embedding at the bundle's input size."""
+    come from this checkpoint's embedding at the bundle's input size."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -169,6 +169,11 @@ def load_cavs_for_bundle(path: Path, dimension: int, image_size: int) -> dict:
         if size != dimension:
             raise MnetError(f"{path}: concept {name!r} has dimension {size}, but the model's embedding has "
                             f"{dimension}; train the CAVs on this checkpoint (`mnet concepts train --checkpoint`)")
+    trained_on = report.get("checkpoint_sha256")
+    if trained_on and trained_on != checkpoint_sha256:
+        raise MnetError(f"{path}: the CAVs were trained on checkpoint {report.get('checkpoint', '?')} (sha256 "
+                        f"{trained_on[:12]}), not on the one being exported (sha256 {checkpoint_sha256[:12]}); "
+                        "rerun `mnet concepts train --checkpoint` on this checkpoint")
     trained_size = report.get("image_size")
     if trained_size != image_size:
         raise MnetError(f"{path}: the CAVs were trained on embeddings of {trained_size or 'unknown'}-px inputs, but "
@@ -185,7 +190,7 @@ def head_projections(model, concepts: dict) -> list[list[float]]:
     return (weight @ np.asarray(concepts["cavs"], np.float64).T).tolist()
 
 
-def bundle_concepts(path: Path, model, image_size: int) -> dict:
-    """What `mnet-export onnx --cavs` stores in the manifest."""
-    concepts = load_cavs_for_bundle(path, model.num_features, image_size)
-    return {**concepts, "head_projections": head_projections(model, concepts), "source": Path(path).name}
+def bundle_concepts(path: Path, source, image_size: int) -> dict:
+    """What `mnet-export onnx --cavs` stores in the manifest, for an `export.source.Source`."""
+    concepts = load_cavs_for_bundle(path, source.model.num_features, image_size, source.sha256)
+    return {**concepts, "head_projections": head_projections(source.model, concepts), "source": Path(path).name}

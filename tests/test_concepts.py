@@ -114,3 +114,16 @@ def test_cavs_from_another_input_size_are_refused(cavs, checkpoint, tmp_path):
     assert result.exit_code == 1
     assert "224-px" in result.output and "--image-size 128" in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cavs_from_another_checkpoint_are_refused(cavs, checkpoint, tmp_path):
+    path, report = cavs
+    from safetensors.numpy import load_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_cavs(foreign, load_file(str(path)), {**report, "checkpoint_sha256": "f" * 64})
+    result = CliRunner().invoke(export_app, ["onnx", str(checkpoint), "-o", str(tmp_path / "m.onnx"),
+                                             "--image-size", "224", "--cavs", str(foreign)])
+    assert result.exit_code == 1
+    assert "ffffffffffff" in result.output and "--checkpoint" in result.output
+    assert not (tmp_path / "m.onnx").exists()
