@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test test-gpu demo bench lint clean
+.PHONY: install test test-gpu demo bench bench-cuda lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only --benchmark-min-rounds=3 --benchmark-max-time=0.5 --benchmark-columns=median,iqr,ops --benchmark-json=.benchmarks/latest.json
+
+bench-cuda: $(STAMP)
+	$(PY) -m pytest benchmarks/bench_cuda.py -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only --benchmark-min-rounds=5 --benchmark-max-time=0.5 --benchmark-columns=median,iqr --benchmark-json=.benchmarks/cuda.json
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)

@@ -44,18 +44,25 @@ def record(benchmark, group: str, side: str) -> None:
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Add ours/reference ratios to the pytest-benchmark JSON (and print them)."""
+    """Add ours/reference ratios and the GPU (if any) to the pytest-benchmark JSON."""
     output_json["ratios"] = ratio_table(output_json["benchmarks"])
+    if torch.cuda.is_available():
+        output_json["cuda"] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                               "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
 
 
 def ratio_table(rows: list[dict]) -> dict:
+    """Per group: each side's median in ms and, where the reference ran, reference / side for the others."""
     by_group: dict[str, dict[str, float]] = {}
     for row in rows:
         by_group.setdefault(row["group"], {})[row["extra_info"].get("side", row["name"])] = row["stats"]["median"]
-    return {group: {**{k: v * 1000 for k, v in sides.items()},
-                    **({"ratio_reference_over_ours": sides["reference"] / sides["ours"]}
-                       if {"ours", "reference"} <= set(sides) else {})}
-            for group, sides in sorted(by_group.items())}
+    table = {}
+    for group, sides in sorted(by_group.items()):
+        table[group] = {side: value * 1000 for side, value in sides.items()}
+        if "reference" in sides:
+            table[group].update({f"ratio_reference_over_{side}": sides["reference"] / value
+                                 for side, value in sides.items() if side != "reference"})
+    return table
 
 
 def pytest_terminal_summary(terminalreporter, config):

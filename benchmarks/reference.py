@@ -1,7 +1,7 @@
 """The baseline: explained predictions the way the MelanomaNet reference code computes them, eagerly in
 PyTorch, on the same weights: torchvision preprocessing on PIL images, T full forward passes with dropout
 active (BatchNorm in eval), GradCAM++ through pytorch-grad-cam (autograd), and colour analysis by
-scikit-learn KMeans(n_clusters=6, n_init=10) over the lesion's pixels."""
+scikit-learn KMeans(n_clusters=6, n_init=10) over the lesion's pixels. Runs on the device the model is on."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ class ReferencePipeline:
     def __init__(self, model, target_layer: str, image_size: int, mc_samples: int = 10):
         self.model = model.eval()
         self.layer = model.get_submodule(target_layer)
+        self.device = next(model.parameters()).device
         self.mc_samples = mc_samples
         self.transform = transforms.Compose([
             transforms.Resize((image_size, image_size)), transforms.ToTensor(),
             transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
 
     def preprocess(self, path) -> torch.Tensor:
-        return self.transform(Image.open(path).convert("RGB"))[None]
+        return self.transform(Image.open(path).convert("RGB"))[None].to(self.device)
 
     @torch.no_grad()
     def forward(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -42,11 +43,16 @@ class ReferencePipeline:
                 module.eval()
 
     def gradcampp(self, tensor: torch.Tensor, target: int, layer=None) -> np.ndarray:
+        return self.gradcampp_batch(tensor, [target], layer)[0]
+
+    def gradcampp_batch(self, tensor: torch.Tensor, targets: list[int], layer=None) -> np.ndarray:
+        """One map per image of the batch, each for its own target class."""
         from pytorch_grad_cam import GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         with GradCAMPlusPlus(model=self.model, target_layers=[layer or self.layer]) as cam:
-            return cam(input_tensor=tensor.clone().requires_grad_(True), targets=[ClassifierOutputTarget(target)])[0]
+            return cam(input_tensor=tensor.clone().requires_grad_(True),
+                       targets=[ClassifierOutputTarget(t) for t in targets])
 
     @staticmethod
     def abcde(image_rgb: np.ndarray) -> dict:
@@ -67,13 +73,14 @@ class ReferencePipeline:
         return {"asymmetry": asymmetry, "border": perimeter**2 / (4 * np.pi * area),
                 "colors": int(len(np.unique(kmeans.labels_))), "diameter_px": diameter}
 
-    def explain(self, path) -> str:
+    def explain(self, path, abcde: bool = True) -> str:
         tensor = self.preprocess(path)
         probabilities = torch.softmax(self.forward(tensor), 1)[0]
         mc = self.mc_dropout(tensor, self.mc_samples)
         target = int(probabilities.argmax())
         cam = self.gradcampp(tensor, target)
-        rgb = np.asarray(Image.open(path).convert("RGB"))
         report = {"probabilities": probabilities.tolist(), "mc_mean": mc.mean(0)[0].tolist(),
-                  "cam_peak": float(cam.max()), "abcde": self.abcde(rgb)}
+                  "cam_peak": float(cam.max())}
+        if abcde:
+            report["abcde"] = self.abcde(np.asarray(Image.open(path).convert("RGB")))
         return json.dumps(report)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.abcde.analyze import analyze_view, bounded_view, public
-from runtime.backends import open_backend
+from runtime.backends import Backend, open_backend
 from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
@@ -49,10 +49,11 @@ class Result:
 
 
 class Predictor:
-    def __init__(self, model_path: str | Path, backend: str = "ort-cpu", mc_samples: int | None = None,
+    def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
                  seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None):
+        """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`."""
         self.path = Path(model_path)
-        self.backend = open_backend(model_path, backend, threads)
+        self.backend = backend if isinstance(backend, Backend) else open_backend(model_path, backend, threads)
         self.manifest = self.backend.manifest
         self.mc_samples = mc_samples or self.manifest.mc_samples
         if self.mc_samples < 1:

@@ -1,0 +1,40 @@
+"""The one-pass graph that `mnet-export` writes to ONNX, run eagerly in PyTorch behind the runtime's backend
+interface: our design measured on CUDA where no CUDA build of ONNX Runtime or TensorRT is at hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from export.source import Source
+from export.spec import INPUT_IMAGE, INPUT_MC_MASK, OUTPUT_NAMES
+from export.wrappers import LastLayerGraph
+from runtime.backends.base import Backend, TensorSpec
+
+
+class TorchGraphBackend(Backend):
+    """`LastLayerGraph` on `device`; `half=True` runs it under float16 autocast (what a TensorRT FP16 engine
+    would compute), outputs always come back as float32 numpy arrays."""
+
+    def __init__(self, source: Source, image_size: int, device: str = "cuda", half: bool = False):
+        self.path = str(source.path)
+        self.name = f"torch-{device}" + ("-fp16" if half else "")
+        self.manifest = source.manifest.with_updates(
+            preprocessing=replace(source.manifest.preprocessing, image_size=image_size))
+        self.device = torch.device(device)
+        self.half = half
+        self.graph = LastLayerGraph(source.model).to(self.device).eval()
+        features = source.model.num_features
+        self.inputs = (TensorSpec(INPUT_IMAGE, np.dtype(np.float32), (None, 3, image_size, image_size)),
+                       TensorSpec(INPUT_MC_MASK, np.dtype(np.float32), (None, features)))
+        self.outputs = tuple(TensorSpec(name, np.dtype(np.float32), ()) for name in OUTPUT_NAMES)
+
+    @torch.inference_mode()
+    def _run(self, feed):
+        image = torch.from_numpy(feed[INPUT_IMAGE]).to(self.device, non_blocking=True)
+        mask = torch.from_numpy(feed[INPUT_MC_MASK]).to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+            values = self.graph(image, mask)
+        return {name: value.float().cpu().numpy() for name, value in zip(OUTPUT_NAMES, values)}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One prepared run on a lent CUDA machine whose python3 already has PyTorch (CUDA), timm, onnx and onnxruntime:
+# the CUDA tests, the PyTorch CUDA benchmark (our one-pass graph against the reference pipeline) and the
+# FastCAV study. Wheels missing there (grad-cam, ttach) travel in .whl/. Everything lands in
+# ${OUT:-gpu_out}/results.tar.gz (re-packed after each step, so a cut-off run still returns what finished)
+# and ${OUT:-gpu_out}/log.txt.
+#   usage: bash scripts/gpu_check.sh [BENCH_SECONDS] [STUDY_SECONDS]
+set -u
+out=${OUT:-gpu_out}
+work=$(mktemp -d)
+bench_seconds=${1:-190}
+study_seconds=${2:-210}
+mkdir -p "$out"
+exec > >(tee -a "$out/log.txt") 2>&1
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+pack() { tar -czf "$out/results.tar.gz" -C "$work" --exclude='data-*' --exclude='concepts' --exclude='*.safetensors' . ; }
+elapsed() { echo "== $1 (at ${SECONDS}s)"; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$work/device.txt"
+python3 -c "import torch, timm, onnx, onnxruntime, pytorch_grad_cam; print('torch', torch.__version__, 'cuda', \
+torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'timm', timm.__version__, 'onnx', onnx.__version__, \
+'onnxruntime', onnxruntime.__version__, 'gpu', torch.cuda.get_device_name())" | tee -a "$work/device.txt"
+pack
+
+elapsed "CUDA tests: the one-pass graph on CUDA (fp32, fp16) equals the ONNX bundle"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_torch_backend.py --junitxml="$work/tests.xml"
+pack
+
+elapsed "PyTorch CUDA benchmark, one JSON per model"
+deadline=$((SECONDS + bench_seconds))
+for model in tf_efficientnetv2_b0@224 tf_efficientnetv2_b0@384 tf_efficientnetv2_m@384 tf_efficientnetv2_s@224 \
+             tf_efficientnetv2_s@384 tf_efficientnetv2_m@224; do
+    left=$((deadline - SECONDS))
+    if [ "$left" -lt 20 ]; then echo "skipped $model: benchmark time used up"; continue; fi
+    MNET_CUDA_ARCHS=${model%@*} MNET_CUDA_SIZES=${model#*@} timeout "$left" python3 -m pytest -q \
+        benchmarks/bench_cuda.py -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only \
+        --benchmark-min-rounds=5 --benchmark-max-time=0.5 --benchmark-columns=median,iqr \
+        --benchmark-json="$work/bench-$model.json" > "$work/bench-$model.log" 2>&1
+    tail -n 12 "$work/bench-$model.log"
+    pack
+done
+
+elapsed "FastCAV study: recipes x synthetic draws"
+timeout $((study_seconds + 30)) python3 scripts/cav_study.py "$work/study" --deadline-s "$study_seconds" \
+    --parallel 9 --workers 1
+pack
+elapsed "done"
