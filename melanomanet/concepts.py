@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanomanet.data.synth import SYNTH_CLASSES, sample_params, write_image
+from melanomanet.data.synth import SYNTH_CLASSES, lesion_area, sample_params, write_image
 from runtime.errors import MnetError
 from runtime.imageio import IMAGE_SUFFIXES, load_image
 from runtime.manifest import sha256_file
@@ -23,20 +23,26 @@ MULTICOLOURS = ("dark_brown", "black", "blue_gray", "light_brown", "red", "white
 def concept_params(rng: np.random.Generator, concept: str, positive: bool):
     """Lesion parameters that show the concept (or clearly do not). The two sets differ in the concept
     alone: the other properties are held at neutral values (one brown, mid size, smooth, near-round, no
-    hairs), position, rotation, texture and skin tone vary at random."""
+    hairs), position, rotation, texture and skin tone vary at random. A lopsided or lobed outline changes
+    the area of the same radius (by up to a third), so shape concepts keep the neutral lesion's area: a
+    vector for `asymmetry` must not be a vector for size."""
     params = sample_params(rng, SYNTH_CLASSES[int(rng.integers(len(SYNTH_CLASSES)))], hairs=False)
     base = replace(params, asymmetry=0.0, irregularity=0.0, radius=0.22, elongation=1.1, border_blur=1.0,
                    colours=("dark_brown",), dots=0)
     if concept == "asymmetry":
-        return replace(base, asymmetry=float(rng.uniform(0.4, 0.6)) if positive else 0.0)
+        return _same_area(base, replace(base, asymmetry=float(rng.uniform(0.4, 0.6)) if positive else 0.0))
     if concept == "irregular_border":
-        return replace(base, irregularity=float(rng.uniform(0.3, 0.45)) if positive else 0.0)
+        return _same_area(base, replace(base, irregularity=float(rng.uniform(0.3, 0.45)) if positive else 0.0))
     if concept == "multicolor":
         colours = tuple(rng.choice(MULTICOLOURS, size=4, replace=False)) if positive else ("dark_brown",)
         return replace(base, colours=colours)
     if concept == "large_diameter":
         return replace(base, radius=float(rng.uniform(0.32, 0.38)) if positive else float(rng.uniform(0.1, 0.14)))
     raise MnetError(f"unknown concept {concept!r}; known: {', '.join(CONCEPTS)}")
+
+
+def _same_area(reference, params):
+    return replace(params, radius=params.radius * float(np.sqrt(lesion_area(reference) / lesion_area(params))))
 
 
 def write_concept_sets(out: Path, count: int, seed: int, size: int = 224, progress=None) -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 RECIPES = {
     "smoke": {"count": 36, "size": 64, "train": ["--epochs", "1", "--image-size", "64", "--batch-size", "8"]},
-    "demo": {"count": 480, "size": 128, "train": ["--epochs", "4", "--image-size", "128", "--batch-size", "8",
-                                                  "--lr", "3e-3"]},
+    "demo": {"count": 480, "size": 128, "train": ["--epochs", "6", "--image-size", "128", "--batch-size", "16",
+                                                  "--lr", "1e-3"]},
     "long128": {"count": 2400, "size": 128, "train": ["--epochs", "20", "--image-size", "128", "--batch-size", "32",
                                                       "--lr", "1e-3"]},
     "long224": {"count": 2000, "size": 224, "train": ["--epochs", "15", "--image-size", "224", "--batch-size", "32",

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from export.cli import app as export_app
 from melanomanet.checkpoint import load_checkpoint
 from melanomanet.cli import app
-from melanomanet.concepts import CONCEPTS, fast_cav, save_cavs
+from melanomanet.concepts import CONCEPTS, concept_params, fast_cav, save_cavs
+from melanomanet.data.synth import render
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess
 from tests.conftest import SAMPLES
@@ -37,13 +38,28 @@ def test_fastcav_separates_the_synthetic_concepts(cavs):
     print("FastCAV held-out accuracy", accuracies,
           "SGD-CAV", {n: r["sgdcav_accuracy"] for n, r in report["concepts"].items()})
     assert set(accuracies) == set(CONCEPTS) and report["image_size"] == 224
-    # The 3-epoch fixture model separates size cleanly; its embedding encodes the other concepts less
-    # strongly (the demo model's figures are in the README). The issue's 0.9 for every concept is not met
-    # by every briefly trained model yet.
+    # The 3-epoch fixture model separates size cleanly; its embedding encodes shape and colour weakly (about
+    # 0.65-0.75 here; the demo model's figures and a study over training draws are in the README). The
+    # issue's 0.9 for every concept is not met by briefly trained models.
     assert accuracies["large_diameter"] >= 0.9
-    assert np.mean(list(accuracies.values())) >= 0.75
+    assert np.mean(list(accuracies.values())) >= 0.65
     for row in report["concepts"].values():
         assert -1 <= row["cosine_fast_vs_sgd"] <= 1 and row["fastcav_seconds"] < row["sgdcav_seconds"]
+
+
+@pytest.mark.parametrize("concept", ["asymmetry", "irregular_border"])
+def test_shape_concept_sets_differ_in_shape_not_size(concept):
+    """Rendered truth masks: positives and negatives of a shape concept cover the same area (a lopsided
+    outline of the same radius would be a third smaller), and the concept itself differs."""
+    rng = np.random.default_rng(3)
+    areas = {}
+    for positive in (True, False):
+        drawn = [concept_params(rng, concept, positive) for _ in range(12)]
+        areas[positive] = [render(params, 224)[1].mean() for params in drawn]
+        assert all(getattr(params, "asymmetry" if concept == "asymmetry" else "irregularity") > 0
+                   for params in drawn) == positive
+    np.testing.assert_allclose(areas[True], np.mean(areas[False]), rtol=0.02)
+    assert np.mean(areas[False]) == pytest.approx(np.pi * 0.22**2, rel=0.03)  # + the filled boundary pixels
 
 
 def test_fastcav_is_the_centred_mean_direction():

@@ -109,6 +109,12 @@ def lesion_outline(params: LesionParams, size: int, points: int = 360) -> np.nda
     return np.stack([rotated_x + params.center[0] * size, rotated_y + params.center[1] * size], axis=1)
 
 
+def lesion_area(params: LesionParams) -> float:
+    """The outline's area as a fraction of the image (shoelace formula on a 1 x 1 image)."""
+    x, y = lesion_outline(params, 1).T
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
 def render(params: LesionParams, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Draw one lesion: (RGB uint8 image, true mask uint8 0/1, true colour coverage by name)."""
     rng = np.random.default_rng(params.seed)
