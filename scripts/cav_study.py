@@ -22,7 +22,9 @@ from pathlib import Path
 
 RECIPES = {
     "smoke": {"count": 36, "size": 64, "train": ["--epochs", "1", "--image-size", "64", "--batch-size", "8"]},
-    "demo": {"count": 480, "size": 128, "train": ["--epochs", "6", "--image-size", "128", "--batch-size", "16",
+    "short": {"count": 480, "size": 128, "train": ["--epochs", "6", "--image-size", "128", "--batch-size", "16",
+                                                   "--lr", "1e-3"]},
+    "demo": {"count": 1200, "size": 128, "train": ["--epochs", "12", "--image-size", "128", "--batch-size", "16",
                                                   "--lr", "1e-3"]},
     "long128": {"count": 2400, "size": 128, "train": ["--epochs", "20", "--image-size", "128", "--batch-size", "32",
                                                       "--lr", "1e-3"]},

@@ -6,9 +6,9 @@ out=${1:-demo_out}
 bin=.venv/bin
 mkdir -p "$out"
 echo "== 1/6 synthesize lesions (ISIC 2019 layout)"
-$bin/mnet synth "$out/data" --count 480 --size 128 --seed 0
+$bin/mnet synth "$out/data" --count 1200 --size 128 --seed 0
 echo "== 2/6 train tf_efficientnetv2_b0 (demo weights, CPU, a few minutes)"
-$bin/mnet train --data "$out/data" --out "$out/run" --epochs 6 --image-size 128 --batch-size 16 --lr 1e-3
+$bin/mnet train --data "$out/data" --out "$out/run" --epochs 12 --image-size 128 --batch-size 16 --lr 1e-3
 echo "== 3/6 evaluate on the held-out split"
 $bin/mnet eval --data "$out/data" --checkpoint "$out/run/best.safetensors" --json "$out/eval.json"
 echo "== 4/6 FastCAV concept vectors (synthetic concept sets, embeddings at the export's 224 px)"
