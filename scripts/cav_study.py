@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,11 +52,10 @@ def run_commands(recipe: str, seed: int, out: Path, concepts: Path, workers: int
     cavs = MNET + ["concepts", "train", "--checkpoint", str(run / "best.safetensors"), "--concepts", str(concepts),
                    "-o", str(run / "cavs.safetensors"), "--json", str(run / "cavs.json"),
                    "--image-size", str(CAV_IMAGE_SIZE)]
-    script = " && ".join(" ".join(f"'{part}'" for part in command) for command in (train, cavs))
-    log = open(out / f"log-{recipe}-{seed}.txt", "w")
     environment = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(["bash", "-c", script], stdout=log, stderr=subprocess.STDOUT, env=environment,
-                            start_new_session=True)
+    with open(out / f"log-{recipe}-{seed}.txt", "w") as log:  # the child keeps its own copy of the handle
+        return subprocess.Popen(["bash", "-c", f"{shlex.join(train)} && {shlex.join(cavs)}"], stdout=log,
+                                stderr=subprocess.STDOUT, env=environment, start_new_session=True)
 
 
 def stop(process: subprocess.Popen) -> None:
