@@ -23,9 +23,9 @@ MULTICOLOURS = ("dark_brown", "black", "blue_gray", "light_brown", "red", "white
 def concept_params(rng: np.random.Generator, concept: str, positive: bool):
     """Lesion parameters that show the concept (or clearly do not). The two sets differ in the concept
     alone: the other properties are held at neutral values (one brown, mid size, smooth, near-round, no
-    hairs), position, rotation, texture and skin tone vary at random. A lopsided or lobed outline changes
-    the area of the same radius (by up to a third), so shape concepts keep the neutral lesion's area: a
-    vector for `asymmetry` must not be a vector for size."""
+    hairs), position, rotation, texture and skin tone vary at random. A lobed outline changes the area of
+    the same radius, so shape concepts keep the neutral lesion's area: a vector for a shape must not be a
+    vector for size."""
     params = sample_params(rng, SYNTH_CLASSES[int(rng.integers(len(SYNTH_CLASSES)))], hairs=False)
     base = replace(params, asymmetry=0.0, irregularity=0.0, radius=0.22, elongation=1.1, border_blur=1.0,
                    colours=("dark_brown",), dots=0)

@@ -64,7 +64,10 @@ def test_gradcampp_matches_pytorch_grad_cam(bundle, checkpoint):
             with GradCAMPlusPlus(model=model, target_layers=[layer]) as cam:
                 reference = cam(input_tensor=tensor.requires_grad_(True), targets=[ClassifierOutputTarget(target)])[0]
             ours = upsample(result.class_maps[target], 224, 224)
-            assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] >= 0.999
+            if np.ptp(reference) == 0:  # no positive evidence for the class (UNK has no training images)
+                np.testing.assert_allclose(ours, reference, atol=1e-6)
+            else:
+                assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] >= 0.999
 
 
 def test_run_writes_reports_and_panel(bundle, tmp_path):

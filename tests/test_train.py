@@ -56,6 +56,29 @@ def test_synthetic_colour_truth_covers_lesion():
     assert sum(coverage.values()) == pytest.approx(1.0)
 
 
+def test_nevus_like_melanomas_differ_from_nevi_in_asymmetry_alone():
+    """Measured on the rendered truth masks: the subtype's outlines are asymmetric where nevi are not, while
+    their areas and colours are those of nevi."""
+    from runtime.abcde.criteria import shape_asymmetry
+    from runtime.abcde.shape import region
+
+    rng = np.random.default_rng(11)
+    melanomas = [p for p in (sample_params(rng, "MEL", hairs=False) for _ in range(120)) if p.subtype == "nevus_like"]
+    nevi = [sample_params(rng, "NV", hairs=False) for _ in range(40)]
+    assert 40 <= len(melanomas) <= 80
+
+    def measured(params):
+        _, mask, _ = render(params, 256)
+        return max(shape_asymmetry(region(mask))), int(mask.sum())
+
+    melanoma_asymmetry, melanoma_area = np.array([measured(p) for p in melanomas[:40]]).T
+    nevus_asymmetry, nevus_area = np.array([measured(p) for p in nevi]).T
+    ranked_above = np.mean(melanoma_asymmetry[:, None] > nevus_asymmetry[None, :])
+    assert ranked_above >= 0.97, f"asymmetry AUC {ranked_above:.3f}"
+    assert 0.85 <= np.median(melanoma_area) / np.median(nevus_area) <= 1.15
+    assert {c for p in melanomas for c in p.colours} == {c for p in nevi for c in p.colours}
+
+
 def test_skip_missing_trains_on_the_images_present(tmp_path):
     from melanomanet.train import TrainConfig, prepare_data
 

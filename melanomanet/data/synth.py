@@ -1,8 +1,10 @@
 """Procedural dermoscopy-like lesions with known truth, written in the ISIC 2019 layout.
 
 Each class has a style: size, shape irregularity, asymmetry, border sharpness and a set of the six
-dermoscopic colours. The drawn parameters, the true lesion mask and the true colour coverage are
-saved beside every image so that ABCDE measurements can be tested against truth.
+dermoscopic colours. A class may also have subtypes drawn with their own style: 40 % of melanomas are
+nevus-like (a nevus's size, colours and smooth border, but an asymmetric outline), so that, as in the clinic,
+asymmetry is the one cue that tells them from nevi. The drawn parameters, the true lesion mask and the true
+colour coverage are saved beside every image so that ABCDE measurements can be tested against truth.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Style:
 
 
 STYLES = {
-    "MEL": Style((0.26, 0.36), (0.10, 0.20), (1.1, 1.6), (0.25, 0.45), (0.5, 1.5),
+    "MEL": Style((0.22, 0.30), (0.10, 0.20), (1.1, 1.6), (0.25, 0.45), (0.5, 1.5),
                  ("dark_brown", "black", "blue_gray", "light_brown", "red", "white"), (3, 5), (4, 12)),
     "NV": Style((0.14, 0.22), (0.00, 0.03), (1.0, 1.25), (0.00, 0.05), (2.0, 4.0),
                 ("light_brown", "dark_brown"), (1, 2)),
@@ -51,6 +53,10 @@ STYLES = {
                   ("red", "blue_gray"), (1, 2), (5, 12)),
     "SCC": Style((0.18, 0.28), (0.08, 0.16), (1.0, 1.5), (0.15, 0.35), (1.0, 3.0),
                  ("red", "white", "black"), (2, 3)),
+}
+SUBTYPES = {
+    "MEL": (("nevus_like", 0.4, Style((0.14, 0.22), (0.00, 0.03), (1.0, 1.25), (0.45, 0.70), (2.0, 4.0),
+                                         ("light_brown", "dark_brown"), (1, 2))),),
 }
 
 
@@ -69,10 +75,11 @@ class LesionParams:
     hairs: int
     harmonic_phases: tuple[float, ...]
     seed: int
+    subtype: str = "typical"
 
 
 def sample_params(rng: np.random.Generator, label: str, hairs: bool = True) -> LesionParams:
-    style = STYLES[label]
+    subtype, style = _pick_style(rng, label)
     count = int(rng.integers(style.colour_count[0], style.colour_count[1] + 1))
     colours = tuple(rng.choice(style.colours, size=min(count, len(style.colours)), replace=False))
     return LesionParams(
@@ -89,20 +96,32 @@ def sample_params(rng: np.random.Generator, label: str, hairs: bool = True) -> L
         hairs=int(rng.integers(0, 7)) if hairs else 0,
         harmonic_phases=tuple(float(x) for x in rng.uniform(0, 2 * np.pi, size=6)),
         seed=int(rng.integers(0, 2**31 - 1)),
+        subtype=subtype,
     )
 
 
+def _pick_style(rng: np.random.Generator, label: str) -> tuple[str, Style]:
+    draw = rng.uniform() if label in SUBTYPES else 1.0
+    for name, share, style in SUBTYPES.get(label, ()):
+        if draw < share:
+            return name, style
+        draw -= share
+    return "typical", STYLES[label]
+
+
 def lesion_outline(params: LesionParams, size: int, points: int = 360) -> np.ndarray:
-    """The lesion's boundary polygon in pixels (N x 2, x then y)."""
+    """The lesion's boundary polygon in pixels (N x 2, x then y). Asymmetry widens one end of the lesion
+    and bends its long axis, two shears that keep the area (a lopsided radius 1 + a cos(theta) would mostly
+    have moved a round lesion, not made it asymmetric); irregularity adds lobes (harmonics 3 to 8)."""
     theta = np.linspace(0, 2 * np.pi, points, endpoint=False)
     harmonics = sum(
         params.irregularity / (1 + 0.5 * k) * np.cos((k + 3) * theta + phase)
         for k, phase in enumerate(params.harmonic_phases)
     )
-    lopsided = (1 + params.asymmetry * np.cos(theta)) / (1 + params.asymmetry / 2)
-    radius = params.radius * size * (1 + harmonics) * lopsided
-    x = radius * np.cos(theta) * params.elongation / np.sqrt(params.elongation)
-    y = radius * np.sin(theta) / np.sqrt(params.elongation)
+    x, y = (1 + harmonics) * np.cos(theta), (1 + harmonics) * np.sin(theta)
+    y = y * (1 + params.asymmetry * x) + params.asymmetry / 2 * (x**2 - 0.5)
+    scale = params.radius * size
+    x, y = x * scale * np.sqrt(params.elongation), y * scale / np.sqrt(params.elongation)
     angle = np.deg2rad(params.rotation_deg)
     rotated_x = x * np.cos(angle) - y * np.sin(angle)
     rotated_y = x * np.sin(angle) + y * np.cos(angle)

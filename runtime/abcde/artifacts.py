@@ -60,7 +60,9 @@ def long_components(mask: np.ndarray, min_length: int) -> np.ndarray:
 
 
 def field_of_view_mask(image: np.ndarray) -> np.ndarray:
-    """Everything but the dark vignette (and black borders) that reaches in from the image corners (0/1)."""
+    """Everything but the dark vignette (and black borders) that reaches in from the image corners (0/1).
+    The view of a dermatoscope is convex, so a dark lesion that touches the vignette stays in view: the
+    view is the convex hull of what is not vignette."""
     value = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[..., 2], (5, 5), 0)
     bright = percentile_u8(value, 90)
     dark = cv2.compare(value, VIGNETTE_DARKNESS * bright, cv2.CMP_LT) // 255
@@ -72,7 +74,8 @@ def field_of_view_mask(image: np.ndarray) -> np.ndarray:
     view = 1 - vignette[labels]
     if cv2.countNonZero(view) < 0.2 * view.size:
         return np.ones_like(view)
-    return cv2.erode(view, np.ones((5, 5), np.uint8))
+    hull = cv2.convexHull(cv2.findNonZero(view))
+    return cv2.erode(cv2.fillConvexPoly(np.zeros_like(view), hull, 1), np.ones((5, 5), np.uint8))
 
 
 def percentile_u8(values: np.ndarray, q: float, mask: np.ndarray | None = None) -> float:
