@@ -153,6 +153,17 @@ def test_segmentation_matches_synthetic_truth():
     assert ious.min() >= 0.8
 
 
+def test_black_lesion_touching_the_vignette_stays_in_view():
+    from runtime.abcde.artifacts import field_of_view_mask
+
+    image = np.full((200, 200, 3), SKIN, np.uint8)
+    yy, xx = np.mgrid[0:200, 0:200]
+    image[np.hypot(xx - 100, yy - 100) > 95] = 8
+    cv2.circle(image, (150, 100), 50, (28, 24, 26), -1)
+    view = field_of_view_mask(image)
+    assert view[100, 150] == 1 and view[100, 175] == 1 and view[0, 0] == 0 and view[100, 199] == 0
+
+
 def test_no_lesion_returns_flag_not_numbers():
     rng = np.random.default_rng(0)
     skin = np.clip(np.array(SKIN) + rng.normal(0, 3, (300, 400, 3)), 0, 255).astype(np.uint8)
