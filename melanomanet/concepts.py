@@ -104,6 +104,19 @@ def sgd_cav(positive: np.ndarray, negative: np.ndarray, seed: int) -> tuple[np.n
     return weight / norm, float(classifier.intercept_[0] / norm)
 
 
+def probe_accuracy(positive: np.ndarray, negative: np.ndarray, test: np.ndarray, truth: np.ndarray) -> float:
+    """Held-out accuracy of a shrinkage LDA, the best linear separation once the embedding's covariance is
+    taken into account: a diagnostic, not a CAV. When it is high and FastCAV's is not, the concept is encoded
+    but the embedding is far from the within-class isotropy under which FastCAV equals an SVM-CAV; when both
+    are low, the model has not learnt the concept."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    features = np.concatenate([positive, negative])
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    probe = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(features, labels)
+    return float(probe.score(test, truth))
+
+
 def split(count: int, rng: np.random.Generator, held_out: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     order = rng.permutation(count)
     cut = int(round(count * (1 - held_out)))
@@ -112,7 +125,8 @@ def split(count: int, rng: np.random.Generator, held_out: float = 0.3) -> tuple[
 
 def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size: int | None = None,
                progress=None) -> tuple[dict, dict]:
-    """Returns (tensors to save, report): FastCAV vectors and means, held-out accuracies, SGD comparison.
+    """Returns (tensors to save, report): FastCAV vectors and means, held-out accuracies, SGD comparison, and
+    a linear probe's accuracy (whether the concept is linearly encoded at all).
     The embedding depends on the input size: pass the size the bundle will be exported at (default: the
     checkpoint's training size)."""
     from melanomanet.checkpoint import load_checkpoint
@@ -140,6 +154,7 @@ def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size:
             "fastcav_accuracy": float(np.mean(((test - mean) @ cav > 0) == truth)),
             "sgdcav_accuracy": float(np.mean((test @ sgd_vector + sgd_intercept > 0) == truth)),
             "cosine_fast_vs_sgd": float(cav @ sgd_vector),
+            "probe_accuracy": probe_accuracy(positive[pos_train], negative[neg_train], test, truth),
             "fastcav_seconds": fast_seconds, "sgdcav_seconds": sgd_seconds,
             "speedup": sgd_seconds / max(fast_seconds, 1e-9),
             "train_images": int(len(pos_train) + len(neg_train)), "held_out_images": int(len(test)),

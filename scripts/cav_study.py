@@ -73,16 +73,17 @@ def collect(recipe: str, seed: int, out: Path, returncode: int, seconds: float) 
         entry["history"] = history
     if (run / "cavs.json").exists():
         entry["concepts"] = {name: {key: row[key] for key in ("fastcav_accuracy", "sgdcav_accuracy",
-                                                              "cosine_fast_vs_sgd")}
+                                                              "cosine_fast_vs_sgd", "probe_accuracy")}
                              for name, row in json.loads((run / "cavs.json").read_text())["concepts"].items()}
     return entry
 
 
 def print_table(results: dict) -> None:
-    print(f"{'recipe':<9} {'seed':>4} {'val bal':>7}  FastCAV (SGD-CAV) held-out accuracy per concept")
+    print(f"{'recipe':<9} {'seed':>4} {'val bal':>7}  FastCAV (SGD-CAV, LDA probe) held-out accuracy per concept")
     for recipe, seeds in results.items():
         for seed, entry in seeds.items():
-            cells = "  ".join(f"{name} {row['fastcav_accuracy']:.3f} ({row['sgdcav_accuracy']:.3f})"
+            cells = "  ".join(f"{name} {row['fastcav_accuracy']:.3f} ({row['sgdcav_accuracy']:.3f}, "
+                              f"probe {row['probe_accuracy']:.3f})"
                               for name, row in entry.get("concepts", {}).items()) or f"failed: {entry}"
             print(f"{recipe:<9} {seed:>4} {entry.get('best_val_balanced_accuracy', float('nan')):>7.3f}  {cells}")
 

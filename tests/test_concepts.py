@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from export.cli import app as export_app
 from melanomanet.checkpoint import load_checkpoint
 from melanomanet.cli import app
-from melanomanet.concepts import CONCEPTS, concept_params, fast_cav, save_cavs
+from melanomanet.concepts import CONCEPTS, concept_params, fast_cav, probe_accuracy, save_cavs
 from melanomanet.data.synth import render
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess
@@ -81,6 +81,26 @@ def test_fastcav_is_the_centred_mean_direction():
     expected = positive.mean(0) - np.concatenate([positive, negative]).mean(0)
     np.testing.assert_allclose(cav, expected / np.linalg.norm(expected))
     assert np.mean((positive - mean) @ cav > 0) > 0.95 and np.mean((negative - mean) @ cav < 0) > 0.95
+
+
+@pytest.mark.parametrize("nuisance_sd, fastcav_at_most, fastcav_at_least", [(0.15, 1.0, 0.99), (30.0, 0.6, 0.0)])
+def test_probe_tells_an_unlearnt_concept_from_an_anisotropic_embedding(nuisance_sd, fastcav_at_most,
+                                                                      fastcav_at_least):
+    """Two classes 1.0 apart along both axes, spread 0.15 along y and the given spread along x: isotropic
+    (0.15), FastCAV separates them as well as the probe; with a strong nuisance, the mean direction
+    (1, 1) / sqrt(2) drowns in it (about 0.5) while the probe, which weighs directions by their spread, still
+    separates them (y alone: about 0.999)."""
+    rng = np.random.default_rng(0)
+
+    def draw(centre, count):
+        return np.c_[rng.normal(centre, nuisance_sd, count), rng.normal(centre, 0.15, count)]
+
+    positive, negative, test_positive, test_negative = draw(0.5, 300), draw(-0.5, 300), draw(0.5, 200), draw(-0.5, 200)
+    test, truth = np.r_[test_positive, test_negative], np.r_[np.ones(200), np.zeros(200)]
+    cav, mean = fast_cav(positive, negative)
+    fastcav = np.mean(((test - mean) @ cav > 0) == truth)
+    assert fastcav_at_least <= fastcav <= fastcav_at_most
+    assert probe_accuracy(positive, negative, test, truth) >= 0.99
 
 
 def test_runtime_concept_scores_equal_pytorch(cavs, checkpoint, tmp_path):
