@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy as np
@@ -46,6 +47,17 @@ def test_synthetic_dataset_layout_and_determinism(tmp_path):
     assert lines[0] == "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK" and len(lines) == 10
     for name in ("SYN_0005_000000.jpg", "truth/SYN_0005_000000_mask.png", "truth/SYN_0005_000000.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_synthetic_dataset_labels_follow_a_custom_draw(tmp_path):
+    def only_nevi(rng, index, hairs):
+        return sample_params(rng, "NV", hairs=hairs)
+
+    write_dataset(tmp_path, count=4, seed=1, size=64, hairs=False, draw=only_nevi)
+    rows = (tmp_path / "ISIC_2019_Training_GroundTruth.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1:3] for row in rows] == [["0.0", "1.0"]] * 4
+    truths = [json.loads(f.read_text()) for f in sorted((tmp_path / "truth").glob("*.json"))]
+    assert [(t["label"], t["hairs"]) for t in truths] == [("NV", 0)] * 4
 
 
 def test_synthetic_colour_truth_covers_lesion():

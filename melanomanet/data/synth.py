@@ -214,19 +214,24 @@ def _vignette(size):
     return np.clip((1.22 - distance) / 0.12, 0.04, 1.0)
 
 
+def draw_balanced(rng: np.random.Generator, index: int, hairs: bool = True) -> LesionParams:
+    """The default draw: the eight lesion classes in turn."""
+    return sample_params(rng, SYNTH_CLASSES[index % len(SYNTH_CLASSES)], hairs=hairs)
+
+
 def write_dataset(out: str | Path, count: int, seed: int, size: int = 256, hairs: bool = True,
-                  progress=None) -> Path:
-    """Write `count` lesions in the ISIC 2019 layout: images, GroundTruth CSV, and truth/ per image."""
+                  progress=None, draw=draw_balanced) -> Path:
+    """Write `count` lesions in the ISIC 2019 layout: images, GroundTruth CSV, and truth/ per image.
+    `draw(rng, index, hairs)` gives each lesion's parameters (default: the eight classes in turn)."""
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     for index in range(count):
-        label = SYNTH_CLASSES[index % len(SYNTH_CLASSES)]
-        params = sample_params(rng, label, hairs=hairs)
+        params = draw(rng, index, hairs)
         name = f"SYN_{seed:04d}_{index:06d}"
         write_example(out, name, params, size)
-        rows.append([name] + [1.0 if c == label else 0.0 for c in CLASS_NAMES])
+        rows.append([name] + [1.0 if c == params.label else 0.0 for c in CLASS_NAMES])
         if progress is not None:
             progress()
     with open(out / GROUND_TRUTH_CSV, "w", newline="") as handle:
