@@ -175,5 +175,9 @@ def concepts_train(
     Console().print(table)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+    if report["image_size"] != report["checkpoint_image_size"]:
+        console.print(f"[yellow]note:[/yellow] the checkpoint was trained at {report['checkpoint_image_size']} px; "
+                      f"at {report['image_size']} px its lesions appear at a scale it did not learn, and shape "
+                      "concepts (asymmetry) can score lower than at the training size (README, FastCAV)")
     console.print(f"wrote {out} ({report['image_size']} px embeddings); carry it into a bundle with "
                   f"`mnet-export onnx CKPT --image-size {report['image_size']} --cavs {out}`")

@@ -132,12 +132,13 @@ def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size:
     from melanomanet.checkpoint import load_checkpoint
 
     model, manifest = load_checkpoint(checkpoint)
+    trained_size = manifest.preprocessing.image_size
     if image_size is not None:
         manifest = replace(manifest, preprocessing=replace(manifest.preprocessing, image_size=image_size))
     rng = np.random.default_rng(seed)
     tensors, report = {}, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                            "dimension": model.num_features, "image_size": manifest.preprocessing.image_size,
-                           "concepts": {}}
+                           "checkpoint_image_size": trained_size, "concepts": {}}
     for name, (positive_files, negative_files) in concept_folders(concepts_root).items():
         positive = embeddings(model, manifest, positive_files)
         negative = embeddings(model, manifest, negative_files)

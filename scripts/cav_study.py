@@ -1,8 +1,9 @@
 """How well FastCAV finds the four synthetic concepts in b0 models trained by different recipes, over several
 synthetic draws: each (recipe, data seed) is synthesized, trained (`mnet train`) and its CAVs trained
-(`mnet concepts train`, embeddings at 224 px, the demo's concept sets), in parallel processes.
+(`mnet concepts train` on the demo's concept sets, with embeddings at the size the model was trained at and at
+the demo's export size, 224 px), in parallel processes.
 
-    python scripts/cav_study.py OUT [--seeds 0,7,3] [--recipes demo,long128,long224] [--deadline-s 600]
+    python scripts/cav_study.py OUT [--seeds 0,7,3] [--recipes demo,long128,long128_50ep,long224] [--deadline-s 600]
 
 Writes OUT/cav_study.json (updated as each run finishes) and prints a table. Needs the `train` extra; a CUDA
 GPU makes the longer recipes take a minute instead of an hour.
@@ -29,10 +30,13 @@ RECIPES = {
                                                   "--lr", "1e-3"]},
     "long128": {"count": 2400, "size": 128, "train": ["--epochs", "20", "--image-size", "128", "--batch-size", "32",
                                                       "--lr", "1e-3"]},
+    "long128_50ep": {"count": 2400, "size": 128, "train": ["--epochs", "50", "--image-size", "128",
+                                                           "--batch-size", "32", "--lr", "1e-3"]},
     "long224": {"count": 2000, "size": 224, "train": ["--epochs", "15", "--image-size", "224", "--batch-size", "32",
                                                       "--lr", "1e-3"]},
 }
-CAV_IMAGE_SIZE = 224
+CONCEPT_SET_SIZE = 224
+EXPORT_SIZE = 224
 MNET = [sys.executable, "-c", "from melanomanet.cli import app; app()"]
 
 
@@ -45,16 +49,22 @@ def synthesize(job: tuple[str, int, int, int]) -> str:
     return folder
 
 
+def cav_sizes(recipe: str) -> list[int]:
+    """Embedding sizes the CAVs are trained at: the model's training size, and the demo's export size."""
+    return sorted({RECIPES[recipe]["size"], EXPORT_SIZE})
+
+
 def run_commands(recipe: str, seed: int, out: Path, concepts: Path, workers: int) -> subprocess.Popen:
     data, run = out / f"data-{recipe}-{seed}", out / f"run-{recipe}-{seed}"
     train = MNET + ["train", "--data", str(data), "--out", str(run), "--seed", str(seed), "--workers", str(workers),
                     *RECIPES[recipe]["train"]]
-    cavs = MNET + ["concepts", "train", "--checkpoint", str(run / "best.safetensors"), "--concepts", str(concepts),
-                   "-o", str(run / "cavs.safetensors"), "--json", str(run / "cavs.json"),
-                   "--image-size", str(CAV_IMAGE_SIZE)]
+    cavs = [MNET + ["concepts", "train", "--checkpoint", str(run / "best.safetensors"), "--concepts", str(concepts),
+                    "-o", str(run / f"cavs-{size}.safetensors"), "--json", str(run / f"cavs-{size}.json"),
+                    "--image-size", str(size)] for size in cav_sizes(recipe)]
     environment = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    script = " && ".join(shlex.join(command) for command in [train, *cavs])
     with open(out / f"log-{recipe}-{seed}.txt", "w") as log:  # the child keeps its own copy of the handle
-        return subprocess.Popen(["bash", "-c", f"{shlex.join(train)} && {shlex.join(cavs)}"], stdout=log,
+        return subprocess.Popen(["bash", "-c", script], stdout=log,
                                 stderr=subprocess.STDOUT, env=environment, start_new_session=True)
 
 
@@ -71,28 +81,32 @@ def collect(recipe: str, seed: int, out: Path, returncode: int, seconds: float) 
         history = json.loads((run / "history.json").read_text())
         entry["best_val_balanced_accuracy"] = max(row["val_balanced_accuracy"] for row in history)
         entry["history"] = history
-    if (run / "cavs.json").exists():
-        entry["concepts"] = {name: {key: row[key] for key in ("fastcav_accuracy", "sgdcav_accuracy",
-                                                              "cosine_fast_vs_sgd", "probe_accuracy")}
-                             for name, row in json.loads((run / "cavs.json").read_text())["concepts"].items()}
+    for size in cav_sizes(recipe):
+        if (run / f"cavs-{size}.json").exists():
+            concepts = json.loads((run / f"cavs-{size}.json").read_text())["concepts"]
+            entry.setdefault("concepts", {})[str(size)] = {
+                name: {key: row[key] for key in ("fastcav_accuracy", "sgdcav_accuracy", "cosine_fast_vs_sgd",
+                                                 "probe_accuracy")} for name, row in concepts.items()}
     return entry
 
 
 def print_table(results: dict) -> None:
-    print(f"{'recipe':<9} {'seed':>4} {'val bal':>7}  FastCAV (SGD-CAV, LDA probe) held-out accuracy per concept")
+    print(f"{'recipe':<12} {'seed':>4} {'val bal':>7} {'embed px':>8}  FastCAV (SGD-CAV, LDA probe) held-out accuracy "
+          "per concept")
     for recipe, seeds in results.items():
         for seed, entry in seeds.items():
-            cells = "  ".join(f"{name} {row['fastcav_accuracy']:.3f} ({row['sgdcav_accuracy']:.3f}, "
-                              f"probe {row['probe_accuracy']:.3f})"
-                              for name, row in entry.get("concepts", {}).items()) or f"failed: {entry}"
-            print(f"{recipe:<9} {seed:>4} {entry.get('best_val_balanced_accuracy', float('nan')):>7.3f}  {cells}")
+            accuracy = entry.get("best_val_balanced_accuracy", float("nan"))
+            for size, concepts in entry.get("concepts", {"-": {}}).items():
+                cells = "  ".join(f"{name} {row['fastcav_accuracy']:.3f} ({row['sgdcav_accuracy']:.3f}, "
+                                  f"probe {row['probe_accuracy']:.3f})" for name, row in concepts.items())
+                print(f"{recipe:<12} {seed:>4} {accuracy:>7.3f} {size:>8}  {cells or f'failed: {entry}'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seeds", default="0,7,3")
-    parser.add_argument("--recipes", default="demo,long128,long224")
+    parser.add_argument("--recipes", default="demo,long128,long128_50ep,long224")
     parser.add_argument("--concept-count", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=6, help="Runs trained at the same time.")
     parser.add_argument("--workers", type=int, default=2, help="Data-loading workers per run.")
@@ -110,7 +124,7 @@ def main() -> None:
         if not concepts.is_dir():
             from melanomanet.concepts import write_concept_sets
 
-            concept_job = pool.submit(write_concept_sets, concepts, args.concept_count, 0, CAV_IMAGE_SIZE)
+            concept_job = pool.submit(write_concept_sets, concepts, args.concept_count, 0, CONCEPT_SET_SIZE)
         list(pool.map(synthesize, jobs))
         if concept_job is not None:
             concept_job.result()

@@ -3,7 +3,7 @@ outline)? Writes a two-class synthetic set in the ISIC 2019 layout (nevi, and me
 nevus-like subtype: the same size, colours and border, an asymmetric outline), trains on it with `mnet train`
 and prints the loss and validation accuracy per epoch. Chance is 0.5 and a loss of ln 2 = 0.693.
 
-    python scripts/shape_cue_study.py OUT [--count 800] [--size 128] [--epochs 30] [--no-hairs]
+    python scripts/shape_cue_study.py OUT [--count 800] [--size 128] [--epochs 30] [--batch-size 16] [--no-hairs]
 
 A model that cannot learn this cue on its own has no reason to give asymmetry a direction of its own in the
 embedding, which is what FastCAV looks for (README, FastCAV section).
@@ -41,14 +41,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--no-hairs", action="store_true")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="Seed of the synthetic draw.")
     args = parser.parse_args()
     data, run = args.out / "data", args.out / "run"
     write_dataset(data, args.count, args.seed, args.size, hairs=not args.no_hairs,
                   draw=draw_nevus_or_nevus_like_melanoma)
     subprocess.run(MNET + ["train", "--data", str(data), "--out", str(run), "--epochs", str(args.epochs),
-                           "--image-size", str(args.size), "--batch-size", str(args.batch_size), "--lr", "1e-3",
-                           "--seed", str(args.seed)], check=True)
+                           "--image-size", str(args.size), "--batch-size", str(args.batch_size), "--lr", "1e-3"], check=True)
     print("epoch  train loss  val accuracy (NV vs nevus-like MEL; chance 0.5, loss ln 2 = 0.693)")
     for row in json.loads((run / "history.json").read_text()):
         print(f"{row['epoch']:>5}  {row['train_loss']:>10.3f}  {row['val_accuracy']:>12.3f}")
