@@ -47,7 +47,8 @@ def main() -> None:
     write_dataset(data, args.count, args.seed, args.size, hairs=not args.no_hairs,
                   draw=draw_nevus_or_nevus_like_melanoma)
     subprocess.run(MNET + ["train", "--data", str(data), "--out", str(run), "--epochs", str(args.epochs),
-                           "--image-size", str(args.size), "--batch-size", str(args.batch_size), "--lr", "1e-3"], check=True)
+                           "--image-size", str(args.size), "--batch-size", str(args.batch_size), "--lr", "1e-3"],
+                   check=True)
     print("epoch  train loss  val accuracy (NV vs nevus-like MEL; chance 0.5, loss ln 2 = 0.693)")
     for row in json.loads((run / "history.json").read_text()):
         print(f"{row['epoch']:>5}  {row['train_loss']:>10.3f}  {row['val_accuracy']:>12.3f}")
