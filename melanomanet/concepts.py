@@ -92,12 +92,16 @@ def fast_cav(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np
     return direction / (np.linalg.norm(direction) + 1e-12), mean
 
 
+def labelled(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positives then negatives as one feature matrix, with labels 1 and 0."""
+    return np.concatenate([positive, negative]), np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+
+
 def sgd_cav(positive: np.ndarray, negative: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
     """The reference's SGD-CAV: a linear SGD classifier; its normalised weight vector and intercept."""
     from sklearn.linear_model import SGDClassifier
 
-    features = np.concatenate([positive, negative])
-    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    features, labels = labelled(positive, negative)
     classifier = SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed).fit(features, labels)
     weight = classifier.coef_[0]
     norm = np.linalg.norm(weight) + 1e-12
@@ -111,8 +115,7 @@ def probe_accuracy(positive: np.ndarray, negative: np.ndarray, test: np.ndarray,
     are low, the model has not learnt the concept."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    features = np.concatenate([positive, negative])
-    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    features, labels = labelled(positive, negative)
     probe = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(features, labels)
     return float(probe.score(test, truth))
 
@@ -149,8 +152,7 @@ def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size:
         started = time.perf_counter()
         sgd_vector, sgd_intercept = sgd_cav(positive[pos_train], negative[neg_train], seed)
         sgd_seconds = time.perf_counter() - started
-        test = np.concatenate([positive[pos_test], negative[neg_test]])
-        truth = np.r_[np.ones(len(pos_test)), np.zeros(len(neg_test))]
+        test, truth = labelled(positive[pos_test], negative[neg_test])
         report["concepts"][name] = {
             "fastcav_accuracy": float(np.mean(((test - mean) @ cav > 0) == truth)),
             "sgdcav_accuracy": float(np.mean((test @ sgd_vector + sgd_intercept > 0) == truth)),
