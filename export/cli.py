@@ -19,8 +19,10 @@ console = Console(stderr=True)
 
 CheckpointArg = Annotated[Optional[Path], typer.Argument(help="A .safetensors checkpoint from `mnet train`.")]
 SeedOpt = Annotated[Optional[Path], typer.Option("--from-seed", help="A .pth released by the MelanomaNet "
-                                                 "reference code (read with weights_only=True).")]
-ArchOpt = Annotated[Optional[str], typer.Option(help="Architecture of --from-seed: efficientnet_v2_s, _m or _l.")]
+                                                 "reference code (its trainer's dict or a bare state_dict; "
+                                                 "read without running code).")]
+ArchOpt = Annotated[Optional[str], typer.Option(help="Architecture of --from-seed: efficientnet_v2_s, _m or _l "
+                                              "(default: read off the weights).")]
 SizeOpt = Annotated[Optional[int], typer.Option(help="Input size in pixels (default: the checkpoint's).")]
 LayerOpt = Annotated[str, typer.Option(help="GradCAM++ target: 'last' (closed-form gradient, free) or a module "
                                        "name such as backbone.blocks.4 (backward pass in the graph).")]

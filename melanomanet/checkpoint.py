@@ -10,7 +10,7 @@ import torch
 from melanomanet import __version__
 from melanomanet.model import MelanomaNet, build_model
 from runtime.errors import ManifestError, MnetError
-from runtime.manifest import IMAGENET_MEAN, IMAGENET_STD, MANIFEST_KEY, Manifest, Preprocessing
+from runtime.manifest import MANIFEST_KEY, Manifest, Preprocessing
 
 TRAIN_STATE_KEY = "mnet.train_state"
 OPTIMIZER_PREFIX = "optimizer."
@@ -79,43 +79,15 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[MelanomaNet,
     return model.to(device).eval(), manifest
 
 
-def load_seed_checkpoint(path: str | Path, architecture: str, image_size: int = 384,
-                         dropout: float = 0.3) -> tuple[MelanomaNet, Manifest]:
-    """A `.pth` released by the MelanomaNet reference code, read with `weights_only=True`.
-
-    That code resizes with torchvision's `Resize((S, S))` on PIL images (antialiased bilinear) and
-    normalises with ImageNet statistics; the manifest records exactly that.
-    """
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot be read safely with torch.load(weights_only=True) ({error}); "
-                              "only plain tensor checkpoints are accepted") from error
-    state = payload.get("model_state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict with 'model_state_dict'")
-    classes = state["classifier.1.weight"].shape[0]
-    model = build_model(architecture, classes, dropout)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit --arch {architecture} ({str(error)[:300]})") from error
-    preprocessing = Preprocessing(image_size, IMAGENET_MEAN, IMAGENET_STD, "bilinear_antialias")
-    metrics = payload.get("metrics", {}) if isinstance(payload.get("metrics", {}), dict) else {}
-    manifest = make_manifest(model, image_size, "isic2019 (MelanomaNet reference release)",
-                             preprocessing=preprocessing,
-                             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
-    return model.eval(), manifest
-
-
 def load_initial_weights(model: MelanomaNet, path: str | Path) -> None:
     """Backbone (and, when shapes match, head) weights from a local file."""
     path = Path(path)
     if path.suffix == ".safetensors":
         tensors, _ = read_checkpoint(path)
     else:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        from melanomanet.reference import read_reference_file
+
+        payload = read_reference_file(path)
         tensors = payload.get("model_state_dict", payload.get("state_dict", payload))
     own = model.state_dict()
     usable = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from runtime.errors import ConfigError
+
 TIMM_ARCHITECTURES = ("tf_efficientnetv2_b0", "tf_efficientnetv2_b1", "tf_efficientnetv2_b2",
                       "tf_efficientnetv2_b3", "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l")
 TORCHVISION_ARCHITECTURES = ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")
@@ -56,7 +58,7 @@ def _build_backbone(architecture: str) -> tuple[nn.Module, int, str]:
 
         features = getattr(torchvision.models, architecture)(weights=None).features
         return features, features[-1].out_channels, f"backbone.{len(features) - 1}"
-    raise ValueError(f"unknown architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    raise ConfigError(f"unknown architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
 
 
 def build_model(architecture: str, num_classes: int = 9, dropout: float = DEFAULT_DROPOUT,

@@ -21,3 +21,7 @@ class ManifestError(MnetError):
 
 class BackendError(MnetError):
     """A backend that cannot load or run the given artifact."""
+
+
+class ConfigError(MnetError):
+    """An option or configuration value that cannot be honoured."""

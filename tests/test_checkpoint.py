@@ -1,17 +1,13 @@
+import os
 import pickle
 
 import pytest
 import torch
 
-from melanomanet.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_seed_checkpoint,
-    make_manifest,
-    save_checkpoint,
-)
+from melanomanet.checkpoint import CheckpointError, load_checkpoint, make_manifest, save_checkpoint
 from melanomanet.model import build_model
-from tests.seed_reference import SeedModel, save_seed_checkpoint
+from melanomanet.reference import load_seed_checkpoint
+from tests.seed_reference import SeedModel, as_numpy1_pickle, save_seed_checkpoint
 
 
 def test_round_trip_gives_identical_logits(tmp_path):
@@ -50,3 +46,76 @@ def test_seed_format_pth_loads_with_identical_logits(tmp_path):
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(images), seed(images), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("numpy_paths", ["numpy2", "numpy1"])
+def test_reference_trainer_file_converts_with_reference_logits(tmp_path, numpy_paths):
+    """The exact structure the reference trainer saves (AdamW and cosine states, metrics with None and numpy
+    arrays), under numpy 2.x and 1.x module paths; the architecture is read off the weights."""
+    torch.manual_seed(2)
+    seed = SeedModel().eval()
+    path = save_seed_checkpoint(seed, tmp_path / "best_model.pth", epoch=23)
+    if numpy_paths == "numpy1":
+        as_numpy1_pickle(path)
+    model, manifest = load_seed_checkpoint(path, image_size=224)
+    assert manifest.architecture == "efficientnet_v2_s"
+    assert manifest.metrics["accuracy"] == 0.8561 and manifest.metrics["epoch"] == 23
+    assert "auc_macro" not in manifest.metrics and "confusion_matrix" not in manifest.metrics
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), seed(images), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ["efficientnet_v2_m", "efficientnet_v2_l"])
+def test_reference_files_of_every_released_size_convert(tmp_path, architecture):
+    torch.manual_seed(4)
+    seed = SeedModel(architecture).eval()
+    path = save_seed_checkpoint(seed, tmp_path / "best_model.pth")
+    model, manifest = load_seed_checkpoint(path, image_size=64)
+    assert manifest.architecture == architecture and manifest.target_layer == "backbone.8"
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), seed(images), rtol=0, atol=1e-4)
+    with pytest.raises(CheckpointError, match=f"do not fit --arch efficientnet_v2_s \\(they are {architecture}\\)"):
+        load_seed_checkpoint(path, "efficientnet_v2_s")
+
+
+def test_bare_state_dict_converts(tmp_path):
+    torch.manual_seed(5)
+    seed = SeedModel().eval()
+    torch.save(seed.state_dict(), tmp_path / "weights.pth")
+    model, manifest = load_seed_checkpoint(tmp_path / "weights.pth", "efficientnet_v2_s", image_size=96)
+    images = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), seed(images), rtol=0, atol=0)
+
+
+class _RunsCode:
+    def __init__(self, function, argument):
+        self.call = (function, (argument,))
+
+    def __reduce__(self):
+        return self.call
+
+
+@pytest.mark.parametrize("function, named", [(os.system, f"{os.system.__module__}.system"),
+                                             (eval, "builtins.eval")])
+def test_a_pickle_that_names_code_is_refused_without_running_it(tmp_path, function, named):
+    marker = tmp_path / "ran"
+    payload = f"touch {marker}" if function is os.system else f"open({str(marker)!r}, 'w')"
+    path = tmp_path / "best_model.pth"
+    torch.save({"epoch": 1, "model_state_dict": SeedModel().state_dict(), "metrics": {"x": _RunsCode(function,
+                                                                                                     payload)}}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_seed_checkpoint(path)
+    message = str(caught.value)
+    assert named in message and "refused without running it" in message
+    assert "weights_only=False" not in message
+    assert not marker.exists()
+
+
+def test_a_file_that_is_not_a_reference_checkpoint_says_so(tmp_path):
+    torch.save({"model_state_dict": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a MelanomaNet reference checkpoint"):
+        load_seed_checkpoint(tmp_path / "other.pth")
