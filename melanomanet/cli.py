@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from melanomanet.options import Architecture, Loss, Optimizer, Scheduler, Split
 from runtime.cli import register as register_runtime_commands
 from runtime.errors import MnetError
 
@@ -19,7 +21,8 @@ app = typer.Typer(help="MelanomaNet Edge: synthesize data, train, evaluate, and 
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 
-ARCH_HELP = "Backbone: tf_efficientnetv2_b0/s/m/l (timm) or efficientnet_v2_s/m/l (torchvision, reference layout)."
+ARCH_HELP = ("Backbone: tf_efficientnetv2_b0, _b1, _b2, _b3, _s, _m, _l (timm) or efficientnet_v2_s, _m, _l "
+             "(torchvision, the reference's layout).")
 
 
 def progress_bar() -> Progress:
@@ -46,42 +49,73 @@ def synth(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="ISIC-layout folder: images beside ISIC_2019_Training_GroundTruth.csv.")],
     out: Annotated[Path, typer.Option(help="Folder for best.safetensors, last.safetensors and history.json.")],
-    arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "tf_efficientnetv2_b0",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    image_size: Annotated[int, typer.Option(help="Square input size in pixels (paper: 384).")] = 224,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule).")] = 1e-3,
+    arch: Annotated[Architecture, typer.Option(metavar="ARCH", help=ARCH_HELP)] = "tf_efficientnetv2_b0",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    image_size: Annotated[int, typer.Option(min=32, help="Square input size in pixels (paper: 384).")] = 224,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per step and process.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (> 0).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(min=0, help="Weight decay (decoupled for adamw).")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and augmentation.")] = 0,
-    loss: Annotated[str, typer.Option(help="'ce' (class-weighted cross-entropy) or 'focal'.")] = "ce",
-    optimizer: Annotated[str, typer.Option(help="'adamw' or 'adam'.")] = "adamw",
-    dropout: Annotated[float, typer.Option(help="Dropout before the classifier (MC dropout uses it).")] = 0.3,
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
+    loss: Annotated[Loss, typer.Option(help="ce: cross-entropy; focal: focal loss (--focal-gamma).")] = "ce",
+    focal_gamma: Annotated[float, typer.Option(min=0, help="Focusing parameter of --loss focal.")] = 2.0,
+    optimizer: Annotated[Optimizer, typer.Option(help="adamw (the reference's), adam, or sgd "
+                                                 "(Nesterov momentum 0.9).")] = "adamw",
+    scheduler: Annotated[Scheduler, typer.Option(help="cosine: per-step cosine decay to 0; none: constant "
+                                                 "learning rate.")] = "cosine",
+    class_weights: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = True,
+    early_stopping: Annotated[Optional[int], typer.Option(
+        min=1, metavar="PATIENCE", help="Stop after this many epochs without a better validation balanced "
+                                        "accuracy.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(
+        min=1, metavar="N", help="Also keep epoch_NNN.safetensors every N epochs.")] = None,
+    dropout: Annotated[float, typer.Option(help="Dropout before the classifier, in [0, 1) "
+                                           "(MC dropout uses it).")] = 0.3,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes (per process).")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Train on the images present when some are missing.")] = False,
+    pretrained: Annotated[bool, typer.Option(help="Start from timm's (or torchvision's) ImageNet weights, "
+                                             "downloaded or from the local cache.")] = False,
     init_weights: Annotated[Optional[Path], typer.Option(help="Local weights to start from (no download).")] = None,
+    sync_bn: Annotated[bool, typer.Option(help="SyncBatchNorm across GPU processes (torchrun, NCCL).")] = False,
+    nproc: Annotated[Optional[int], typer.Option(
+        min=1, help="Launch this many processes on this machine with torchrun (DistributedDataParallel: "
+                    "one per GPU, or gloo processes on CPU). For several machines, run torchrun yourself: "
+                    "torchrun ... -m melanomanet.train OPTIONS.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a run's last.safetensors.")] = None,
     trained_on: Annotated[Optional[str], typer.Option(help="Provenance recorded in the manifest; "
                                                       "'synthetic' is detected from the data.")] = None,
 ):
-    """Train MelanomaNet on an ISIC 2019 style folder."""
+    """Train MelanomaNet on an ISIC 2019 style folder (one process, or DDP under torchrun)."""
+    if nproc is not None:
+        raise typer.Exit(launch_torchrun(ctx, nproc))
     from melanomanet.train import TrainConfig
     from melanomanet.train import train as run_training
 
     provenance = trained_on or ("synthetic" if (data / "truth").is_dir() else "unknown")
-    config = TrainConfig(data=str(data), out=str(out), arch=arch, epochs=epochs, image_size=image_size,
-                         batch_size=batch_size, lr=lr, seed=seed, loss=loss, optimizer=optimizer, dropout=dropout,
-                         workers=workers, skip_missing=skip_missing,
-                         init_weights=str(init_weights) if init_weights else None,
-                         resume=str(resume) if resume else None, trained_on=provenance)
+    config = guarded(lambda: TrainConfig(
+        data=str(data), out=str(out), arch=str(arch), epochs=epochs, image_size=image_size, batch_size=batch_size,
+        lr=lr, weight_decay=weight_decay, seed=seed, loss=str(loss), focal_gamma=focal_gamma,
+        optimizer=str(optimizer), scheduler=str(scheduler), class_weights=class_weights,
+        early_stopping=early_stopping, save_every=save_every, dropout=dropout, workers=workers,
+        skip_missing=skip_missing, pretrained=pretrained, init_weights=str(init_weights) if init_weights else None,
+        sync_bn=sync_bn, resume=str(resume) if resume else None, trained_on=provenance))
+    if int(os.environ.get("RANK", "0")) != 0:
+        guarded(lambda: run_training(config))
+        return
     with progress_bar() as bar:
         task = bar.add_task("training", total=None, status="")
 
-        def advance(epoch: int, loss_value: float):
-            bar.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs}", status=f"loss {loss_value:.3f}")
+        def advance(epoch: int, step: int, steps: int, loss_value: float):
+            if step == 1:
+                bar.reset(task, total=steps)
+            bar.update(task, completed=step, description=f"epoch {epoch + 1}/{epochs}",
+                       status=f"loss {loss_value:.3f}")
 
         summary = guarded(lambda: run_training(config, progress=advance))
-    table = Table("epoch", "train loss", "val acc", "val balanced acc", title=f"{arch} @ {image_size}px")
+    table = Table("epoch", "train loss", "val acc", "val balanced acc", title=f"{arch} @ {image_size}px"
+                  + (f" · {summary['world_size']} processes" if summary["world_size"] > 1 else ""))
     for row in summary["history"]:
         table.add_row(str(row["epoch"]), f"{row['train_loss']:.4f}" if row["train_loss"] is not None else "-",
                       f"{row['val_accuracy']:.3f}", f"{row['val_balanced_accuracy']:.3f}")
@@ -89,29 +123,73 @@ def train(
     for key in ("missing_images", "skipped_corrupt"):
         if summary[key]:
             console.print(f"[yellow]{key.replace('_', ' ')}: {summary[key]}[/yellow]")
+    if summary["stopped_early"]:
+        console.print(f"stopped early: no better validation balanced accuracy for {early_stopping} epochs")
     console.print(f"checkpoints in {out}")
+
+
+def launch_torchrun(ctx: typer.Context, nproc: int) -> int:
+    """Run this same command under `torchrun --standalone` (one machine, loopback rendezvous)."""
+    import subprocess
+    import sys
+
+    arguments = command_line(ctx, skip={"nproc"})
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "melanomanet.train", *arguments]
+    console.print("launching: python " + " ".join(command[1:]))
+    return subprocess.call(command)
+
+
+def command_line(ctx: typer.Context, skip: set[str]) -> list[str]:
+    """The options of the current command as given, ready to pass to another process."""
+    arguments = []
+    for parameter in ctx.command.params:
+        value = ctx.params.get(parameter.name)
+        if parameter.name in skip or value is None or value == parameter.default:
+            continue
+        flag = parameter.opts[0]
+        if parameter.is_flag:
+            arguments.append(flag if value else parameter.secondary_opts[0])
+        else:
+            arguments += [flag, str(value)]
+    return arguments
 
 
 @app.command("eval")
 def evaluate_command(
     data: Annotated[Path, typer.Option(help="ISIC-layout folder the checkpoint was trained on.")],
     checkpoint: Annotated[Path, typer.Option(help="A .safetensors checkpoint from `mnet train`.")],
-    split: Annotated[str, typer.Option(help="train, val or test (the training run's seeded split).")] = "test",
+    split: Annotated[Split, typer.Option(help="The training run's seeded 70/15/15 split to evaluate.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this JSON file.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Folder for predictions.csv (ISIC submission format), confusion.png and roc.png "
+             "(default: eval_<split>/ beside the checkpoint).")] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, metavar="N", help="95 % confidence intervals of balanced "
+                                           "accuracy and AUC from N stratified bootstrap resamples.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images present when some are missing.")] = False,
 ):
-    """Evaluate a checkpoint: accuracy, balanced accuracy, F1, AUC, per-class sensitivity and specificity."""
+    """Evaluate a checkpoint: accuracy, balanced accuracy, F1, AUC, per-class sensitivity and specificity, the
+    ISIC challenge figures (with the official scorer), confusion matrix and ROC curves."""
     from melanomanet.evaluate import evaluate
 
-    report = guarded(lambda: evaluate(str(data), str(checkpoint), split, skip_missing=skip_missing))
-    table = Table("class", "support", "sensitivity", "specificity", "AUC",
-                  title=f"{split}: accuracy {report['accuracy']:.3f} · balanced {report['balanced_accuracy']:.3f}"
-                        f" · F1w {report['f1_weighted']:.3f} · AUC {report['auc']:.3f}")
-    for name, row in report["per_class"].items():
-        if row["support"]:
-            table.add_row(name, str(row["support"]), f"{row['sensitivity']:.3f}", f"{row['specificity']:.3f}",
-                          f"{row['auc']:.3f}" if row["auc"] is not None else "-")
-    Console().print(table)
+    folder = out or checkpoint.parent / f"eval_{split}"
+    with console.status(f"evaluating on the {split} split"):
+        report = guarded(lambda: evaluate(str(data), str(checkpoint), str(split), skip_missing=skip_missing,
+                                          out=folder, bootstrap=bootstrap))
+    Console().print(evaluation_table(report))
+    official = report["isic_official"]
+    ours = report["isic"]
+    console.print(f"ISIC challenge ({', '.join(ours['categories'])}): balanced multiclass accuracy "
+                  f"{ours['balanced_multiclass_accuracy']:.4f}, macro AUC {_figure(ours['macro_auc'])}"
+                  + (f"; official scorer {official['balanced_multiclass_accuracy']:.4f} / {official['macro_auc']:.4f}"
+                     if official else "; not scored by the official scorer (not installed, or a single class)"))
+    if "bootstrap" in report:
+        for key, interval in report["bootstrap"].items():
+            if interval is None:
+                continue
+            console.print(f"{key}: 95 % CI {interval['low']:.4f} - {interval['high']:.4f} "
+                          f"({interval['resamples']} stratified bootstrap resamples)")
+    console.print(f"predictions, confusion matrix and ROC curves in {folder}")
     if report["trained_on"] == "synthetic":
         console.print("[yellow]demo weights trained on synthetic lesions: these figures say nothing about "
                       "real skin lesions[/yellow]")
@@ -119,13 +197,30 @@ def evaluate_command(
         json_out.write_text(json.dumps(report, indent=2))
 
 
+def evaluation_table(report: dict) -> Table:
+    table = Table("class", "support", "sensitivity", "specificity", "AUC",
+                  title=f"{report['split']}: accuracy {report['accuracy']:.3f} · balanced "
+                        f"{report['balanced_accuracy']:.3f} · F1w {report['f1_weighted']:.3f} · "
+                        f"AUC {_figure(report['auc'])}")
+    for name, row in report["per_class"].items():
+        if row["support"]:
+            table.add_row(name, str(row["support"]), f"{row['sensitivity']:.3f}", f"{row['specificity']:.3f}",
+                          _figure(row["auc"]))
+    return table
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def guarded(action):
-    """Run a library call; a user-fixable problem becomes one red line and exit code 1."""
+    """Run a library call; a user-fixable problem becomes one red line and its exit code (2 for an option
+    that cannot be honoured, 1 otherwise)."""
     try:
         return action()
     except MnetError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(error.exit_code) from None
 
 
 register_runtime_commands(app)
@@ -181,3 +276,7 @@ def concepts_train(
                       "concepts (asymmetry) can score lower than at the training size (README, FastCAV)")
     console.print(f"wrote {out} ({report['image_size']} px embeddings); carry it into a bundle with "
                   f"`mnet-export onnx CKPT --image-size {report['image_size']} --cavs {out}`")
+
+
+if __name__ == "__main__":
+    app()

@@ -32,7 +32,7 @@ def classification_report(targets: np.ndarray, probabilities: np.ndarray, class_
         "balanced_accuracy": float(sensitivity[present].mean()),
         "f1_weighted": float(np.sum(f1 * support) / support.sum()),
         "f1_macro": float(f1[present].mean()),
-        "auc": float(np.mean([v for v in aucs.values() if v is not None])),
+        "auc": _mean_or_none([v for v in aucs.values() if v is not None]),
         "per_class": {
             name: {"support": int(support[k]), "sensitivity": float(sensitivity[k]),
                    "specificity": float(specificity[k]), "precision": float(precision[k]), "f1": float(f1[k]),
@@ -50,15 +50,15 @@ def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     n_positive, n_negative = positive.sum(), (~positive).sum()
     if n_positive == 0 or n_negative == 0:
         return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2
+    _, group, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = ((2 * ends - counts + 1) / 2)[group]
     return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    """The mean, or None where nothing can be averaged (an AUC needs positives and negatives)."""
+    return float(np.mean(values)) if values else None
 
 
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

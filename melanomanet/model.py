@@ -7,22 +7,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from melanomanet.options import ARCHITECTURES, TIMM_ARCHITECTURES, TORCHVISION_ARCHITECTURES
 from runtime.errors import ConfigError
 
-TIMM_ARCHITECTURES = ("tf_efficientnetv2_b0", "tf_efficientnetv2_b1", "tf_efficientnetv2_b2",
-                      "tf_efficientnetv2_b3", "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l")
-TORCHVISION_ARCHITECTURES = ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")
-ARCHITECTURES = TIMM_ARCHITECTURES + TORCHVISION_ARCHITECTURES
 DEFAULT_DROPOUT = 0.3
 
 
 class MelanomaNet(nn.Module):
     """Module names follow the MelanomaNet reference code: `backbone.*` and `classifier.1.*`."""
 
-    def __init__(self, architecture: str, num_classes: int = 9, dropout: float = DEFAULT_DROPOUT):
+    def __init__(self, architecture: str, num_classes: int = 9, dropout: float = DEFAULT_DROPOUT,
+                 pretrained: bool = False):
         super().__init__()
         self.architecture = architecture
-        self.backbone, self.num_features, self.target_layer = _build_backbone(architecture)
+        self.backbone, self.num_features, self.target_layer = _build_backbone(architecture, pretrained)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
 
     @property
@@ -47,24 +45,29 @@ class MelanomaNet(nn.Module):
         return self.classifier(self.embed(self.forward_features(images)))
 
 
-def _build_backbone(architecture: str) -> tuple[nn.Module, int, str]:
+def _build_backbone(architecture: str, pretrained: bool = False) -> tuple[nn.Module, int, str]:
+    """`pretrained`: ImageNet weights from the local cache or a reachable hub (checked first, fails at once)."""
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    if pretrained:
+        from melanomanet.pretrained import ensure_pretrained_available
+
+        ensure_pretrained_available(architecture)
     if architecture in TIMM_ARCHITECTURES:
         import timm
 
-        backbone = timm.create_model(architecture, pretrained=False, num_classes=0, global_pool="")
+        backbone = timm.create_model(architecture, pretrained=pretrained, num_classes=0, global_pool="")
         return backbone, backbone.num_features, "backbone.bn2"
-    if architecture in TORCHVISION_ARCHITECTURES:
-        import torchvision
+    import torchvision
 
-        features = getattr(torchvision.models, architecture)(weights=None).features
-        return features, features[-1].out_channels, f"backbone.{len(features) - 1}"
-    raise ConfigError(f"unknown architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    features = getattr(torchvision.models, architecture)(weights="DEFAULT" if pretrained else None).features
+    return features, features[-1].out_channels, f"backbone.{len(features) - 1}"
 
 
 def build_model(architecture: str, num_classes: int = 9, dropout: float = DEFAULT_DROPOUT,
-                init_weights: str | Path | None = None) -> MelanomaNet:
-    """A fresh model; `init_weights` is a local safetensors or .pth file (never a hub download)."""
-    model = MelanomaNet(architecture, num_classes, dropout)
+                init_weights: str | Path | None = None, pretrained: bool = False) -> MelanomaNet:
+    """A fresh model; `init_weights` is a local safetensors or .pth file, `pretrained` ImageNet weights."""
+    model = MelanomaNet(architecture, num_classes, dropout, pretrained)
     if init_weights is not None:
         from melanomanet.checkpoint import load_initial_weights
 

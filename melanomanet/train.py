@@ -1,4 +1,5 @@
-"""Training: AdamW with a cosine schedule, class-weighted cross-entropy or focal loss, best/last checkpoints."""
+"""Training: AdamW/Adam/SGD with a cosine schedule, class-weighted cross-entropy or focal loss, best/last and
+periodic checkpoints, early stopping; one process or many under torchrun (DistributedDataParallel)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ from melanomanet.data.isic import (
     read_ground_truth,
     stratified_split,
 )
+from melanomanet.distributed import Distributed
 from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
+from melanomanet.options import Loss, Optimizer, Scheduler
+from runtime.errors import ConfigError
 from runtime.manifest import CLASS_NAMES
 
 
@@ -48,11 +52,33 @@ class TrainConfig:
     loss: str = "ce"
     focal_gamma: float = 2.0
     optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    class_weights: bool = True
+    early_stopping: int | None = None
+    save_every: int | None = None
     workers: int = 0
     skip_missing: bool = False
+    pretrained: bool = False
     init_weights: str | None = None
+    sync_bn: bool = False
     resume: str | None = None
     trained_on: str = "unknown"
+
+    def __post_init__(self):
+        for name, choices in (("loss", Loss), ("optimizer", Optimizer), ("scheduler", Scheduler)):
+            value = str(getattr(self, name))
+            if value not in {c.value for c in choices}:
+                raise ConfigError(f"--{name} {value!r} is not one of: {', '.join(c.value for c in choices)}")
+            setattr(self, name, value)
+        positive = {"epochs": self.epochs, "image-size": self.image_size, "batch-size": self.batch_size,
+                    "lr": self.lr, "early-stopping": self.early_stopping, "save-every": self.save_every}
+        for name, value in positive.items():
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name} must be positive, got {value}")
+        if not 0 <= self.dropout < 1 or self.weight_decay < 0 or self.focal_gamma < 0:
+            raise ConfigError("--dropout must be in [0, 1), --weight-decay and --focal-gamma at least 0")
+        if self.pretrained and self.init_weights:
+            raise ConfigError("--pretrained and --init-weights both give starting weights; choose one")
 
 
 class FocalLoss(nn.Module):
@@ -85,69 +111,168 @@ def prepare_data(config: TrainConfig):
     return image_root, labels, splits, missing
 
 
-def train(config: TrainConfig, progress=None) -> dict:
-    """Train and write `best.safetensors` and `last.safetensors` under `config.out`; return a summary."""
-    torch.manual_seed(config.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    image_root, labels, splits, missing = prepare_data(config)
-    model = build_model(config.arch, len(CLASS_NAMES), config.dropout, config.init_weights).to(device)
-    manifest = make_manifest(model, config.image_size, config.trained_on,
-                             extra={"split_seed": config.seed, "train_config": asdict(config)})
-    loaders = {
-        split: torch.utils.data.DataLoader(
-            IsicDataset(image_root, labels, splits[split], manifest.preprocessing, train=split == "train",
-                        seed=config.seed),
-            batch_size=config.batch_size, shuffle=split == "train", num_workers=config.workers,
-            collate_fn=collate_skipping, generator=torch.Generator().manual_seed(config.seed))
-        for split in ("train", "val")
-    }
-    weights = torch.from_numpy(class_weights(labels.targets[splits["train"]])).to(device)
-    criterion = FocalLoss(weights, config.focal_gamma) if config.loss == "focal" else nn.CrossEntropyLoss(weights)
-    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = max(1, config.epochs * len(loaders["train"]))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+def make_criterion(config: TrainConfig, weights: torch.Tensor | None) -> nn.Module:
+    if config.loss == Loss.focal:
+        return FocalLoss(weights, config.focal_gamma)
+    return nn.CrossEntropyLoss(weights)
+
+
+def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
+    if config.optimizer == Optimizer.sgd:
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, nesterov=True,
+                               weight_decay=config.weight_decay)
+    optimizer_class = torch.optim.AdamW if config.optimizer == Optimizer.adamw else torch.optim.Adam
+    return optimizer_class(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
+    """Per-step cosine decay to 0 over the run, or a constant rate; both as LambdaLR, so resume is one path."""
+    if config.scheduler == Scheduler.none:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-    scaler = torch.amp.GradScaler(device, enabled=device == "cuda")
-    state = {"epoch": 0, "best": -1.0, "history": [], "skipped_corrupt": 0}
+
+
+def make_loaders(config: TrainConfig, image_root: Path, labels, splits, preprocessing, dist: Distributed):
+    """Training images shuffled (and, under torchrun, split across ranks by a DistributedSampler); the
+    validation split cut into disjoint per-rank shards whose predictions are gathered."""
+    train_set = IsicDataset(image_root, labels, splits["train"], preprocessing, train=True, seed=config.seed)
+    sampler = None
+    if dist.enabled:
+        sampler = torch.utils.data.DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True,
+                                                      seed=config.seed)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=config.workers, collate_fn=collate_skipping,
+        generator=torch.Generator().manual_seed(config.seed))
+    val_set = IsicDataset(image_root, labels, splits["val"][dist.rank::dist.world_size], preprocessing)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=config.batch_size, num_workers=config.workers,
+                                             collate_fn=collate_skipping)
+    return train_loader, val_loader, sampler
+
+
+def shard_record(sampler, train_indices: np.ndarray, dist: Distributed) -> dict:
+    """Which training images each rank sees this epoch: sizes, images seen twice (sampler padding only)
+    and images no rank sees."""
+    seen = dist.gather([int(train_indices[i]) for i in sampler])
+    union = set().union(*map(set, seen))
+    return {"world_size": dist.world_size, "images_per_rank": [len(s) for s in seen],
+            "duplicated": sum(map(len, seen)) - len(union), "unseen": len(train_indices) - len(union)}
+
+
+def train(config: TrainConfig, progress=None) -> dict:
+    """Train and write `best.safetensors` and `last.safetensors` under `config.out`; return a summary.
+
+    Under torchrun every rank trains its shard; only rank 0 writes checkpoints and the history.
+    `progress(epoch, step, steps, loss)` is called after each step on rank 0."""
+    dist = Distributed.from_environment()
+    try:
+        return _train(config, dist, progress if dist.is_main else None)
+    finally:
+        dist.close()
+
+
+def _train(config: TrainConfig, dist: Distributed, progress) -> dict:
+    torch.manual_seed(config.seed)
+    device = dist.device
+    image_root, labels, splits, missing = prepare_data(config)
+    if len(splits["val"]) == 0:
+        raise DatasetError(f"{config.data}: the validation split is empty ({len(labels.images)} labelled images); "
+                           "training needs enough images per class for a 70/15/15 split")
+    model = build_model(config.arch, len(CLASS_NAMES), config.dropout, config.init_weights, config.pretrained)
+    manifest = make_manifest(model, config.image_size, config.trained_on,
+                             extra={"split_seed": config.seed, "train_config": asdict(config),
+                                    "world_size": dist.world_size})
+    train_loader, val_loader, sampler = make_loaders(config, image_root, labels, splits, manifest.preprocessing,
+                                                     dist)
+    weights = torch.from_numpy(class_weights(labels.targets[splits["train"]])).to(device) \
+        if config.class_weights else None
+    criterion = make_criterion(config, weights).to(device)
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = make_scheduler(config, optimizer, max(1, config.epochs * len(train_loader)))
+    state = {"epoch": 0, "best": -1.0, "since_best": 0, "history": [], "skipped_corrupt": 0}
     if config.resume:
-        state = resume_from(config.resume, model, optimizer, scheduler)
+        state = {"since_best": 0, **resume_from(config.resume, model, optimizer, scheduler)}
+    trained = wrap_for_training(model.to(device), config, dist)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda"))
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    stopped_early = False
     for epoch in range(state["epoch"], config.epochs):
-        model.train()
-        losses = []
-        for images, targets, skipped in loaders["train"]:
-            state["skipped_corrupt"] += skipped
-            if images is None:
-                continue
-            images, targets = images.to(device), targets.to(device)
-            with torch.autocast(device_type=device, enabled=device == "cuda"):
-                loss = criterion(model(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(loss.item())
-            if progress is not None:
-                progress(epoch, losses[-1])
-        report = evaluate_loader(model, loaders["val"], device, manifest.class_names)
-        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
-                 "val_accuracy": report["accuracy"], "val_balanced_accuracy": report["balanced_accuracy"]}
+        entry = {"epoch": epoch + 1}
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            entry["shards"] = shard_record(sampler, splits["train"], dist)
+        losses = train_one_epoch(trained, train_loader, criterion, optimizer, scheduler, scaler, device, state,
+                                 lambda step, loss: progress and progress(epoch, step, len(train_loader), loss))
+        report = evaluate_sharded(model, val_loader, device, manifest.class_names, dist)
+        entry.update({"train_loss": dist.mean(losses), "val_accuracy": report["accuracy"],
+                      "val_balanced_accuracy": report["balanced_accuracy"]})
         state["history"].append(entry)
         state["epoch"] = epoch + 1
-        metrics = {k: v for k, v in entry.items() if v is not None}
-        epoch_manifest = manifest.with_updates(metrics=metrics)
-        if report["balanced_accuracy"] > state["best"]:
-            state["best"] = report["balanced_accuracy"]
-            save_checkpoint(out / "best.safetensors", model, epoch_manifest)
-        save_checkpoint(out / "last.safetensors", model, epoch_manifest, optimizer_tensors(optimizer),
-                        train_state={**state, "optimizer": optimizer_meta(optimizer),
-                                     "scheduler": scheduler.state_dict()})
-    (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+        improved = report["balanced_accuracy"] > state["best"]
+        state["best"] = max(state["best"], report["balanced_accuracy"])
+        state["since_best"] = 0 if improved else state["since_best"] + 1
+        if dist.is_main:
+            write_epoch_checkpoints(out, model, manifest, entry, improved, optimizer, scheduler, state, config)
+        if config.early_stopping is not None and state["since_best"] >= config.early_stopping:
+            stopped_early = True
+            break
+    if dist.is_main:
+        (out / "history.json").write_text(json.dumps(state["history"], indent=2))
     return {"history": state["history"], "best_val_balanced_accuracy": state["best"],
-            "missing_images": len(missing), "skipped_corrupt": state["skipped_corrupt"], "out": str(out)}
+            "missing_images": len(missing), "skipped_corrupt": state["skipped_corrupt"], "out": str(out),
+            "stopped_early": stopped_early, "rank": dist.rank, "world_size": dist.world_size}
+
+
+def wrap_for_training(model: nn.Module, config: TrainConfig, dist: Distributed) -> nn.Module:
+    if config.sync_bn:
+        if not dist.device.startswith("cuda"):
+            raise ConfigError("--sync-bn synchronises batch statistics across GPU processes (NCCL); "
+                              "it does not run on CPU: drop --sync-bn")
+        from timm.layers import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model)
+    if not dist.enabled:
+        return model
+    device_ids = [torch.device(dist.device).index] if dist.device.startswith("cuda") else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, device: str, state: dict,
+                    after_step) -> list[float]:
+    model.train()
+    losses = []
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    for step, (images, targets, skipped) in enumerate(loader):
+        state["skipped_corrupt"] += skipped
+        if images is None:
+            continue
+        images, targets = images.to(device), targets.to(device)
+        with torch.autocast(device_type=device_type, enabled=device_type == "cuda"):
+            loss = criterion(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(loss.item())
+        after_step(step + 1, losses[-1])
+    return losses
+
+
+def write_epoch_checkpoints(out: Path, model, manifest, entry: dict, improved: bool, optimizer, scheduler,
+                            state: dict, config: TrainConfig) -> None:
+    metrics = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
+    epoch_manifest = manifest.with_updates(metrics=metrics)
+    if improved:
+        save_checkpoint(out / "best.safetensors", model, epoch_manifest)
+    if config.save_every and entry["epoch"] % config.save_every == 0:
+        save_checkpoint(out / f"epoch_{entry['epoch']:03d}.safetensors", model, epoch_manifest)
+    save_checkpoint(out / "last.safetensors", model, epoch_manifest, optimizer_tensors(optimizer),
+                    train_state={**state, "optimizer": optimizer_meta(optimizer),
+                                 "scheduler": scheduler.state_dict()})
 
 
 @torch.no_grad()
@@ -159,11 +284,16 @@ def predict_loader(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
             continue
         probabilities.append(torch.softmax(model(images.to(device)).float(), dim=1).cpu().numpy())
         targets.append(labels.numpy())
+    if not probabilities:
+        return np.zeros((0, model.head.out_features), np.float32), np.zeros(0, np.int64)
     return np.concatenate(probabilities), np.concatenate(targets)
 
 
-def evaluate_loader(model, loader, device, class_names) -> dict:
-    probabilities, targets = predict_loader(model, loader, device)
+def evaluate_sharded(model, loader, device, class_names, dist: Distributed) -> dict:
+    """Each rank predicts its shard; the report is computed from all shards together, on every rank."""
+    shards = dist.gather(predict_loader(model, loader, device))
+    probabilities = np.concatenate([p for p, _ in shards])
+    targets = np.concatenate([t for _, t in shards])
     return classification_report(targets, probabilities, class_names)
 
 
@@ -171,7 +301,8 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tenso
     tensors = {}
     for parameter_id, values in optimizer.state_dict()["state"].items():
         for key, value in values.items():
-            tensors[f"{parameter_id}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            if value is not None:
+                tensors[f"{parameter_id}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
     return tensors
 
 
@@ -193,3 +324,11 @@ def resume_from(path: str, model, optimizer, scheduler) -> dict:
     optimizer.load_state_dict({"state": optimizer_state, "param_groups": state.pop("optimizer")})
     scheduler.load_state_dict(state.pop("scheduler"))
     return state
+
+
+if __name__ == "__main__":
+    import sys
+
+    from melanomanet.cli import app
+
+    app(["train", *sys.argv[1:]], prog_name="python -m melanomanet.train")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 
 class MnetError(Exception):
-    """Base class: a problem a user can fix, with a message that says how."""
+    """Base class: a problem a user can fix, with a message that says how. `exit_code` is what a CLI exits with."""
+
+    exit_code = 1
 
 
 class ImageError(MnetError):
@@ -24,4 +26,6 @@ class BackendError(MnetError):
 
 
 class ConfigError(MnetError):
-    """An option or configuration value that cannot be honoured."""
+    """An option or configuration value that cannot be honoured: a usage error, exit code 2 like click's."""
+
+    exit_code = 2

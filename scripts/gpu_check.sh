@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One prepared run on a lent CUDA machine whose python3 already has PyTorch (CUDA), timm, onnx and onnxruntime:
-# the CUDA tests, the PyTorch CUDA benchmark (our one-pass graph against the reference pipeline) and the
-# FastCAV study. Wheels missing there (grad-cam, ttach) travel in .whl/. Everything lands in
+# the CUDA tests, training and evaluation on CUDA (AMP, a torchrun launch with SyncBatchNorm), the PyTorch
+# CUDA benchmark (our one-pass graph against the reference pipeline) and the FastCAV study. Wheels missing there (grad-cam, ttach) travel in .whl/. Everything lands in
 # ${OUT:-gpu_out}/results.tar.gz (re-packed after each step, so a cut-off run still returns what finished)
 # and ${OUT:-gpu_out}/log.txt.
 #   usage: bash scripts/gpu_check.sh [BENCH_SECONDS] [STUDY_SECONDS]
 set -u
 out=${OUT:-gpu_out}
 work=$(mktemp -d)
-bench_seconds=${1:-190}
-study_seconds=${2:-210}
+bench_seconds=${1:-170}
+study_seconds=${2:-100}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -27,7 +27,18 @@ torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'timm', timm.__vers
 pack
 
 elapsed "CUDA tests: the one-pass graph on CUDA (fp32, fp16) equals the ONNX bundle"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_torch_backend.py --junitxml="$work/tests.xml"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_torch_backend.py --junitxml="$work/tests.xml"
+pack
+
+elapsed "Training on CUDA (AMP), a torchrun launch with --sync-bn, evaluation on CUDA with bootstrap intervals"
+mnet="python3 -m melanomanet.cli"
+$mnet synth "$work/data-train" --count 240 --size 128 --seed 0 > /dev/null
+timeout 150 $mnet train --data "$work/data-train" --out "$work/train" --epochs 4 --image-size 128 --batch-size 32 \
+    --lr 2e-3 --early-stopping 3 --save-every 2
+timeout 90 $mnet train --data "$work/data-train" --out "$work/train-torchrun" --epochs 2 --image-size 128 \
+    --batch-size 32 --nproc 1 --sync-bn
+timeout 90 $mnet eval --data "$work/data-train" --checkpoint "$work/train/best.safetensors" --out "$work/train/eval" \
+    --bootstrap 200 --json "$work/train/eval.json"
 pack
 
 elapsed "PyTorch CUDA benchmark, one JSON per model"

@@ -1,0 +1,40 @@
+"""The choices `mnet train` and `mnet eval` accept, importable without torch (the CLI validates with them)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+TIMM_ARCHITECTURES = ("tf_efficientnetv2_b0", "tf_efficientnetv2_b1", "tf_efficientnetv2_b2",
+                      "tf_efficientnetv2_b3", "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l")
+TORCHVISION_ARCHITECTURES = ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")
+ARCHITECTURES = TIMM_ARCHITECTURES + TORCHVISION_ARCHITECTURES
+
+
+class Choice(str, Enum):
+    def __str__(self) -> str:
+        return self.value
+
+
+Architecture = Choice("Architecture", {name: name for name in ARCHITECTURES})
+
+
+class Loss(Choice):
+    ce = "ce"
+    focal = "focal"
+
+
+class Optimizer(Choice):
+    adamw = "adamw"
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Scheduler(Choice):
+    cosine = "cosine"
+    none = "none"
+
+
+class Split(Choice):
+    train = "train"
+    val = "val"
+    test = "test"

@@ -1,0 +1,67 @@
+"""Evaluation figures as PNG files: the confusion matrix and one ROC curve per class (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_png(matrix: np.ndarray, class_names, path: str | Path, title: str) -> Path:
+    """Counts, with each row's share of its true class as the colour (so rare classes read as well)."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(7.5, 6.5), dpi=120)
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if shares[row, column] > 0.5 else "black")
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(class_names)), class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    return _save(figure, path)
+
+
+def roc_png(targets: np.ndarray, probabilities: np.ndarray, class_names, aucs: dict, path: str | Path,
+            title: str) -> Path:
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 6.5), dpi=120)
+    for k, name in enumerate(class_names):
+        if aucs.get(name) is None:
+            continue
+        false_positive, true_positive, _ = roc_curve(targets == k, probabilities[:, k])
+        axes.plot(false_positive, true_positive, linewidth=1.4, label=f"{name}  AUC {aucs[name]:.3f}")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
+    axes.set_xlabel("1 - specificity (false positive rate)")
+    axes.set_ylabel("sensitivity (true positive rate)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.01)
+    axes.set_title(title)
+    axes.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)
+
+
+def _save(figure, path: str | Path) -> Path:
+    path = Path(path)
+    figure.tight_layout()
+    figure.savefig(path)
+    figure.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
