@@ -9,7 +9,7 @@ set -u
 out=${OUT:-gpu_out}
 work=$(mktemp -d)
 bench_seconds=${1:-170}
-study_seconds=${2:-100}
+study_seconds=${2:-210}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1

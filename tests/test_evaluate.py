@@ -14,6 +14,8 @@ from melanomanet.cli import app
 from melanomanet.data.synth import sample_params, write_dataset
 from runtime.manifest import CLASS_NAMES
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+
 
 def _predictions(seed: int, count: int, absent=(8,)):
     rng = np.random.default_rng(seed)
