@@ -100,11 +100,31 @@ def load_initial_weights(model: MelanomaNet, path: str | Path) -> None:
 
 
 def _refuse_pickle(path: Path) -> None:
+    """Refuse a pickle or torch.save zip before any read. A safetensors file is recognised by its own structure
+    first: its 8-byte header length (which may well start with 0x80) followed by that many bytes of JSON."""
+    if _is_safetensors(path):
+        return
     with open(path, "rb") as handle:
-        head = handle.read(16)
+        head = handle.read(2)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise CheckpointError(
             f"{path}: this is a pickle/torch.save file, which can execute code when loaded; it is refused. "
             "Checkpoints are .safetensors files written by `mnet train`; a MelanomaNet reference .pth "
-            "can be converted with `mnet-export onnx --from-seed FILE.pth --arch ARCH`."
+            "can be converted with `mnet-export onnx --from-seed FILE.pth`."
         )
+
+
+def _is_safetensors(path: Path) -> bool:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            return False
+        header_length = int.from_bytes(prefix, "little")
+        if header_length == 0 or header_length > size - 8:
+            return False
+        header = handle.read(header_length)
+    try:
+        return isinstance(json.loads(header), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False

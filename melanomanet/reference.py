@@ -37,7 +37,7 @@ def read_reference_file(path: str | Path) -> dict:
     """The payload of a reference `.pth`, unpickled with PyTorch's restricted unpickler only."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: file not found; download best_model.pth from the MelanomaNet release")
+        raise CheckpointError(f"{path}: file not found; check the path")
     try:
         with torch.serialization.safe_globals(numpy_array_globals()):
             payload = torch.load(path, map_location="cpu", weights_only=True)

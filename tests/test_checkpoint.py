@@ -119,3 +119,33 @@ def test_a_file_that_is_not_a_reference_checkpoint_says_so(tmp_path):
     torch.save({"model_state_dict": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not a MelanomaNet reference checkpoint"):
         load_seed_checkpoint(tmp_path / "other.pth")
+
+
+def _safetensors_with_header_length(path, header_length: int):
+    """A real safetensors file whose JSON header is padded to exactly `header_length` bytes."""
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.arange(4.0)}, str(path), metadata={"pad": ""})
+    natural = int.from_bytes(path.read_bytes()[:8], "little")
+    save_file({"x": torch.arange(4.0)}, str(path), metadata={"pad": "p" * (header_length - natural)})
+    assert int.from_bytes(path.read_bytes()[:8], "little") == header_length
+    return path
+
+
+@pytest.mark.parametrize("header_length", [0x80, 0x280, 0x480, 0xAA80])
+def test_safetensors_whose_header_length_starts_with_0x80_load(tmp_path, header_length):
+    """The first byte of such a file is 0x80, a pickle's protocol opcode; it is still a valid checkpoint."""
+    from melanomanet.checkpoint import read_checkpoint
+
+    path = _safetensors_with_header_length(tmp_path / "m.safetensors", header_length)
+    assert path.read_bytes()[0] == 0x80
+    tensors, _ = read_checkpoint(path)
+    assert torch.equal(tensors["x"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickles_of_every_protocol_are_still_refused(tmp_path, protocol):
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"x": list(range(300))}, protocol=protocol))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(path)
