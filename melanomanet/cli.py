@@ -180,7 +180,7 @@ def evaluate_command(
     official = report["isic_official"]
     ours = report["isic"]
     console.print(f"ISIC challenge ({', '.join(ours['categories'])}): balanced multiclass accuracy "
-                  f"{ours['balanced_multiclass_accuracy']:.4f}, macro AUC {_figure(ours['macro_auc'])}"
+                  f"{ours['balanced_multiclass_accuracy']:.4f}, macro AUC {_figure(ours['macro_auc'], 4)}"
                   + (f"; official scorer {official['balanced_multiclass_accuracy']:.4f} / {official['macro_auc']:.4f}"
                      if official else "; not scored by the official scorer (not installed, or a single class)"))
     if "bootstrap" in report:
@@ -199,9 +199,9 @@ def evaluate_command(
 
 def evaluation_table(report: dict) -> Table:
     table = Table("class", "support", "sensitivity", "specificity", "AUC",
-                  title=f"{report['split']}: accuracy {report['accuracy']:.3f} · balanced "
-                        f"{report['balanced_accuracy']:.3f} · F1w {report['f1_weighted']:.3f} · "
-                        f"AUC {_figure(report['auc'])}")
+                  title=f"{report['split']} split, {report['samples']} images",
+                  caption=f"accuracy {report['accuracy']:.3f} · balanced {report['balanced_accuracy']:.3f} · "
+                          f"F1w {report['f1_weighted']:.3f} · AUC {_figure(report['auc'])}")
     for name, row in report["per_class"].items():
         if row["support"]:
             table.add_row(name, str(row["support"]), f"{row['sensitivity']:.3f}", f"{row['specificity']:.3f}",
@@ -209,8 +209,8 @@ def evaluation_table(report: dict) -> Table:
     return table
 
 
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _figure(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def guarded(action):
