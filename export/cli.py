@@ -28,6 +28,8 @@ LayerOpt = Annotated[str, typer.Option(help="GradCAM++ target: 'last' (closed-fo
                                        "name such as backbone.blocks.4 (backward pass in the graph).")]
 DynamicBatchOpt = Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")]
 CavsOpt = Annotated[Optional[Path], typer.Option(help="FastCAV vectors (from `mnet concepts train`) to carry.")]
+CalibrationOpt = Annotated[Optional[Path], typer.Option(help="A `mnet calibrate` file: its temperature and referral "
+                                                        "rule go into the manifest.")]
 
 
 def fail(error: Exception, code: int = 1):
@@ -35,13 +37,14 @@ def fail(error: Exception, code: int = 1):
     raise typer.Exit(code)
 
 
-def _source(checkpoint, seed, arch, image_size):
-    from export.source import load_source
+def _source(checkpoint, seed, arch, image_size, calibration=None):
+    from export.source import load_source, with_calibration
 
     try:
-        return load_source(checkpoint, seed, arch, image_size)
-    except (MnetError, ValueError) as error:
-        fail(error)
+        source = load_source(checkpoint, seed, arch, image_size)
+        return with_calibration(source, calibration) if calibration else source
+    except MnetError as error:
+        fail(error, error.exit_code)
 
 
 def _spec(source, image_size, cam_layer, dynamic_batch, opset):
@@ -73,13 +76,14 @@ def onnx(
     from_seed: SeedOpt = None,
     arch: ArchOpt = None,
     cavs: CavsOpt = None,
+    calibration: CalibrationOpt = None,
 ):
     """Export one self-contained .onnx bundle: logits, mc_logits, cam_activations, cam_gradients, embedding."""
     from export.stages.onnx import to_onnx
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
     from runtime.manifest import write_sidecar
 
-    source = _source(checkpoint, from_seed, arch, image_size)
+    source = _source(checkpoint, from_seed, arch, image_size, calibration)
     spec = _spec(source, image_size, cam_layer, dynamic_batch, opset)
     with console.status(f"exporting {source.manifest.architecture} at {spec.image_size}px"):
         try:
@@ -177,12 +181,13 @@ def export_all_command(
     from_seed: SeedOpt = None,
     arch: ArchOpt = None,
     cavs: CavsOpt = None,
+    calibration: CalibrationOpt = None,
 ):
     """Chain onnx -> verify -> check (-> trt where TensorRT and a GPU exist)."""
     from export.pipeline import export_all
     from export.stages.tensorrt import EngineSpec
 
-    source = _source(checkpoint, from_seed, arch, image_size)
+    source = _source(checkpoint, from_seed, arch, image_size, calibration)
     spec = _spec(source, image_size, cam_layer, dynamic_batch, 20)
     try:
         summary = export_all(source, spec, out, images, EngineSpec(fp16=fp16), log=console.print,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from melanomanet.checkpoint import load_checkpoint
@@ -33,3 +33,12 @@ def load_source(checkpoint: Path | None = None, seed: Path | None = None, arch: 
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return Source(model.eval(), manifest, path, sha256_file(path))
+
+
+def with_calibration(source: Source, path: Path) -> Source:
+    """The source with a `mnet calibrate` temperature and referral rule in its manifest (fitted on this very
+    checkpoint, or refused)."""
+    from melanomanet.calibration import load_calibration
+
+    temperature, referral = load_calibration(path, source.sha256)
+    return replace(source, manifest=source.manifest.with_updates(temperature=temperature, referral=referral))

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from melanomanet.options import Architecture, Loss, Optimizer, Scheduler, Split
+from melanomanet.options import Architecture, Loss, Optimizer, ReferralScore, Scheduler, Split
 from runtime.cli import register as register_runtime_commands
 from runtime.errors import MnetError
 
@@ -166,6 +166,13 @@ def evaluate_command(
              "(default: eval_<split>/ beside the checkpoint).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, metavar="N", help="95 % confidence intervals of balanced "
                                            "accuracy and AUC from N stratified bootstrap resamples.")] = 0,
+    calibration: Annotated[Optional[Path], typer.Option(help="A `mnet calibrate` file: evaluate the calibrated "
+                                                        "probabilities (its temperature).")] = None,
+    ood: Annotated[Optional[Path], typer.Option(help="A folder of images that are not lesions (mnet synth-ood): "
+                                                "AUROC of each uncertainty score for telling them apart.")] = None,
+    mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC samples T for the uncertainty scores "
+                                                      "(default: the manifest's, as the runtime).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the MC mask (the runtime's --seed) and of the bootstrap.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images present when some are missing.")] = False,
 ):
     """Evaluate a checkpoint: accuracy, balanced accuracy, F1, AUC, per-class sensitivity and specificity, the
@@ -175,8 +182,14 @@ def evaluate_command(
     folder = out or checkpoint.parent / f"eval_{split}"
     with console.status(f"evaluating on the {split} split"):
         report = guarded(lambda: evaluate(str(data), str(checkpoint), str(split), skip_missing=skip_missing,
-                                          out=folder, bootstrap=bootstrap))
+                                          out=folder, bootstrap=bootstrap, seed=seed, mc_samples=mc_samples,
+                                          calibration=calibration, ood=ood))
     Console().print(evaluation_table(report))
+    Console().print(risk_coverage_table(report))
+    if "ood" in report:
+        console.print(f"out of distribution ({report['ood']['images']} images of {report['ood']['folder']} against "
+                      f"the {split} split), AUROC: " + ", ".join(
+                          f"{name} {_figure(value)}" for name, value in report["ood"]["auroc"].items()))
     official = report["isic_official"]
     ours = report["isic"]
     console.print(f"ISIC challenge ({', '.join(ours['categories'])}): balanced multiclass accuracy "
@@ -209,8 +222,85 @@ def evaluation_table(report: dict) -> Table:
     return table
 
 
+def risk_coverage_table(report: dict) -> Table:
+    curves = report["risk_coverage"]
+    names = list(curves)
+    table = Table("referred", *[f"{name}\nacc / bal acc" for name in names],
+                  title=f"risk-coverage: the most uncertain referred (MC T={report['mc']['samples']}, "
+                        f"seed {report['mc']['seed']}, temperature {report['temperature']:.3f})",
+                  caption="AURC (area under the risk-coverage curve, lower is better): "
+                          + ", ".join(f"{name} {curves[name]['aurc']:.4f}" for name in names))
+    for position, row in enumerate(curves[names[0]]["rows"]):
+        if position % 2:
+            continue
+        kept = [curves[name]["rows"][position] for name in names]
+        cells = [f"{entry['accuracy']:.3f} / {entry['balanced_accuracy']:.3f}" for entry in kept]
+        table.add_row(f"{row['referral_rate'] * 100:.0f} %", *cells)
+    return table
+
+
 def _figure(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
+def calibrate(
+    checkpoint: Annotated[Path, typer.Option(help="The .safetensors checkpoint to calibrate.")],
+    data: Annotated[Path, typer.Option(help="ISIC-layout folder the checkpoint was trained on.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The calibration JSON to write (a reliability "
+                                      "diagram PNG goes beside it).")] = Path("calib.json"),
+    split: Annotated[Split, typer.Option(help="The split to fit on (never the test split you report).")] = "val",
+    referral_rate: Annotated[Optional[float], typer.Option(
+        metavar="R", help="Refer the R most uncertain (0 <= R < 1) by --score.")] = None,
+    target_sensitivity: Annotated[Optional[str], typer.Option(
+        metavar="CLASS:S", help="Refer when the class's probability reaches the largest threshold that keeps its "
+                                "validation sensitivity >= S, e.g. MEL:0.95.")] = None,
+    score: Annotated[ReferralScore, typer.Option(help="The uncertainty score for --referral-rate: predictive "
+                                                 "entropy, epistemic (mutual information) or 1 - max "
+                                                 "probability.")] = "predictive",
+    mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC samples T (default: the manifest's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the MC mask, as the runtime's --seed.")] = 0,
+):
+    """Fit a temperature (NLL on the validation split), report ECE/MCE/NLL/Brier before and after, and choose
+    the referral threshold on data. Carry the result into a bundle with mnet-export onnx --calibration."""
+    from melanomanet.evaluate import calibrate as run_calibration
+
+    with console.status(f"calibrating on the {split} split"):
+        report = guarded(lambda: run_calibration(str(data), str(checkpoint), out, str(split), str(score),
+                                                 referral_rate, target_sensitivity, mc_samples, seed))
+    table = Table("", "ECE", "MCE", "NLL", "Brier", "accuracy",
+                  title=f"{split} split, {report['images']} images: temperature {report['temperature']:.3f}")
+    for name in ("before", "after"):
+        figures = report[name]
+        table.add_row(name, *(f"{figures[k]:.4f}" for k in ("ece", "mce", "nll", "brier", "accuracy")))
+    Console().print(table)
+    if report["referral"]:
+        rule, achieved = report["referral"]["rule"], report["referral"]["validation"]
+        console.print(f"referral: {rule['score']}{' of ' + rule['class_name'] if rule['class_name'] else ''} "
+                      f"threshold {rule['threshold']:.4f} ({rule['chosen_by']}); on validation: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in achieved.items() if v is not None))
+    console.print(f"wrote {out} and {report['reliability_png']}; carry it into a bundle with "
+                  f"`mnet-export onnx {checkpoint} --calibration {out}`")
+    if report["trained_on"] == "synthetic":
+        console.print("[yellow]demo weights trained on synthetic lesions: this calibration says nothing about "
+                      "real skin lesions[/yellow]")
+
+
+@app.command("synth-ood")
+def synth_ood(
+    out: Annotated[Path, typer.Argument(help="Folder for the images (and kinds.json).")],
+    count: Annotated[int, typer.Option(min=1, help="Number of images (cycling through the kinds).")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+):
+    """Draw images that are not dermoscopic lesions (natural photos, plain skin, text and rulers, blurred and
+    overexposed frames, clinical wide views) for mnet eval --ood."""
+    from melanomanet.data.ood import write_ood_set
+
+    with progress_bar() as bar:
+        task = bar.add_task("drawing", total=count, status="")
+        kinds = write_ood_set(out, count, seed, size, progress=lambda: bar.advance(task))
+    console.print(f"wrote {count} images to {out}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
 
 
 def guarded(action):

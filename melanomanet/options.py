@@ -38,3 +38,9 @@ class Split(Choice):
     train = "train"
     val = "val"
     test = "test"
+
+
+class ReferralScore(Choice):
+    predictive = "predictive"
+    epistemic = "epistemic"
+    max_probability = "max_probability"

@@ -65,3 +65,42 @@ def _save(figure, path: str | Path) -> Path:
 
     plt.close(figure)
     return path
+
+
+def reliability_png(tables: dict[str, dict], figures: dict[str, dict], path: str | Path, title: str) -> Path:
+    """Accuracy against confidence per bin, one panel per labelled set of probabilities (before/after)."""
+    plt = _pyplot()
+    figure, panels = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 5), dpi=120, squeeze=False)
+    for axes, (name, table) in zip(panels[0], tables.items()):
+        bins = len(table["counts"])
+        centres = (np.arange(bins) + 0.5) / bins
+        filled = table["counts"] > 0
+        axes.bar(centres[filled], table["accuracy"][filled], width=1 / bins, edgecolor="#1f4e79", color="#7fb3e0",
+                 label="accuracy in bin")
+        axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+        axes.plot(centres[filled], table["confidence"][filled], "o", color="#c0392b", markersize=3,
+                  label="mean confidence in bin")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_xlabel("confidence (largest probability)")
+        axes.set_ylabel("accuracy")
+        stats = figures[name]
+        axes.set_title(f"{name}: ECE {stats['ece']:.3f}, NLL {stats['nll']:.3f}")
+        axes.legend(loc="upper left", fontsize=8)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def risk_coverage_png(curves: dict, path: str | Path, title: str) -> Path:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 5), dpi=120)
+    for name, curve in curves.items():
+        rates = [row["referral_rate"] * 100 for row in curve["rows"]]
+        axes.plot(rates, [row["balanced_accuracy"] for row in curve["rows"]], marker="o", markersize=3,
+                  label=f"{name} (AURC {curve['aurc']:.3f})")
+    axes.set_xlabel("most uncertain images referred (%)")
+    axes.set_ylabel("balanced accuracy of the images kept")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from runtime.errors import ManifestError
+from runtime.referral import DEFAULT_FLAG_THRESHOLD, ReferralRule
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_KEY = "mnet.manifest"
 CLASS_NAMES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 CLASS_DESCRIPTIONS = {
@@ -30,7 +31,6 @@ CLASS_DESCRIPTIONS = {
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("area", "bilinear", "bilinear_antialias")
-DEFAULT_FLAG_THRESHOLD = 0.5
 DEFAULT_MC_SAMPLES = 30
 
 
@@ -66,7 +66,19 @@ class Manifest:
     tolerances: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    temperature: float = 1.0
+    referral: dict = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ManifestError(f"temperature {self.temperature!r} must be a positive number")
+        ReferralRule.from_dict(self.referral, self.flag_threshold)
+
+    @property
+    def referral_rule(self) -> ReferralRule:
+        """The manifest's rule; schema-1 bundles: predictive entropy above `flag_threshold`."""
+        return ReferralRule.from_dict(self.referral, self.flag_threshold)
 
     @property
     def num_classes(self) -> int:

@@ -62,15 +62,19 @@ def render_panel(result) -> np.ndarray:
 def _header(canvas, result, top):
     label = result.label
     text(canvas, f"{label}  {CLASS_DESCRIPTIONS.get(label, '')}", (GAP, top + 34), 1.0, INK, 2)
-    text(canvas, f"p = {result.probabilities.max():.2f}   image {result.image}", (GAP, top + 58), 0.5, MUTED)
+    text(canvas, f"p = {result.probabilities.max():.2f}   image {result.image}", (GAP, top + 56), 0.5, MUTED)
     uncertainty = result.uncertainty
     if uncertainty.flagged:
-        message, colour = f"REVIEW: uncertain (entropy {uncertainty.predictive:.2f} > threshold)", RED
+        message, colour = "REVIEW: refer for a clinician's look", RED
     else:
-        message, colour = f"model confident (entropy {uncertainty.predictive:.2f})", GREEN
+        message, colour = "no referral by the review rule", GREEN
     width = text_width(message, 0.6, 2) + 24
     cv2.rectangle(canvas, (WIDTH - GAP - width, top + 14), (WIDTH - GAP, top + 48), colour, -1)
     text(canvas, message, (WIDTH - GAP - width + 12, top + 38), 0.6, (255, 255, 255), 2)
+    rule = f"review rule: {result.referral['reason']}" if result.referral else ""
+    if result.temperature != 1.0:
+        rule += f"; probabilities calibrated (temperature {result.temperature:.2f})"
+    text(canvas, rule, (GAP, top + 77), 0.45, colour)
     cv2.line(canvas, (GAP, top + 84), (WIDTH - GAP, top + 84), (222, 226, 230), 1)
 
 

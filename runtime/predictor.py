@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class Result:
     class_names: tuple[str, ...]
     is_demo: bool
     concepts: dict | None = None
+    referral: dict | None = None
+    temperature: float = 1.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -59,6 +61,7 @@ class Predictor:
         if self.mc_samples < 1:
             raise MnetError(f"--mc-samples must be at least 1, got {self.mc_samples}")
         self.seed = seed
+        self.referral = self.manifest.referral_rule
         features = self.backend.input("mc_mask").shape[-1]
         self.mc_mask = draw_mc_mask(self.mc_samples, features, self.manifest.dropout_p, seed)
         self.with_abcde = abcde
@@ -97,8 +100,11 @@ class Predictor:
         outputs = self._infer(tensor, requested)
         timings["inference"] = _since(mark)
         mark = time.perf_counter()
-        probabilities = softmax(outputs["logits"][0].astype(np.float64))
-        uncertainty = mc_uncertainty(outputs["mc_logits"][0], self.manifest.flag_threshold)
+        temperature = self.manifest.temperature
+        probabilities = softmax(outputs["logits"][0].astype(np.float64) / temperature)
+        uncertainty = mc_uncertainty(outputs["mc_logits"][0].astype(np.float64) / temperature)
+        referral = self._refer(uncertainty, probabilities)
+        uncertainty = replace(uncertainty, flagged=referral["flagged"])
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()
         # Explanations are drawn and measured on a view of at most MAX_ANALYSIS_SIDE pixels.
@@ -125,7 +131,13 @@ class Predictor:
                       uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,
                       abcde=analysis, alignment=alignment, lesion_mask=mask, timings_ms=timings,
                       model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
-                      concepts=concepts, extra={"rgb": view, "mc_seed": self.seed})
+                      concepts=concepts, referral=referral, temperature=temperature,
+                      extra={"rgb": view, "mc_seed": self.seed})
+
+    def _refer(self, uncertainty: Uncertainty, probabilities: np.ndarray) -> dict:
+        rule = self.referral
+        value = rule.value(uncertainty, probabilities, self.manifest.class_names)
+        return {**rule.to_dict(), "value": value, "flagged": rule.refers(value), "reason": rule.describe(value)}
 
     def _infer(self, tensor: np.ndarray, requested: int | None) -> dict:
         feed = {"image": tensor, "mc_mask": self.mc_mask}

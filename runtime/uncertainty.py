@@ -30,17 +30,16 @@ class Uncertainty:
     predictive: float
     aleatoric: float
     epistemic: float
-    flagged: bool
     mc_samples: int
+    flagged: bool = False
 
 
-def mc_uncertainty(mc_logits: np.ndarray, threshold: float) -> Uncertainty:
+def mc_uncertainty(mc_logits: np.ndarray) -> Uncertainty:
     """T x K logits of one image -> predictive entropy H(mean p) = aleatoric (mean of H(p_t)) + epistemic
-    (mutual information). Flagged for review when the predictive entropy exceeds the threshold (nats)."""
+    (mutual information), in nats. Whether it is flagged is the referral rule's call (`runtime.referral`)."""
     probabilities = softmax(mc_logits.astype(np.float64))
     mean = probabilities.mean(axis=0)
     predictive = float(entropy(mean))
     aleatoric = min(float(entropy(probabilities).mean()), predictive)
     return Uncertainty(mean_probabilities=mean, spread=probabilities.std(axis=0), predictive=predictive,
-                       aleatoric=aleatoric, epistemic=predictive - aleatoric, flagged=predictive > threshold,
-                       mc_samples=int(mc_logits.shape[0]))
+                       aleatoric=aleatoric, epistemic=predictive - aleatoric, mc_samples=int(mc_logits.shape[0]))

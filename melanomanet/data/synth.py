@@ -141,18 +141,18 @@ def render(params: LesionParams, size: int) -> tuple[np.ndarray, np.ndarray, dic
     cv2.fillPoly(mask, [np.round(lesion_outline(params, size) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
     colour_map, coverage = _colour_regions(rng, mask, params.colours)
     colour_map = _add_dots(rng, colour_map, mask, params)
-    texture = 1 + 0.05 * _smooth_noise(rng, size, size / 40)[..., None]
+    texture = 1 + 0.05 * smooth_noise(rng, size, size / 40)[..., None]
     lesion = np.clip(colour_map * texture, 0, 255)
     alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(params.border_blur, 0.3) * size / 256)[..., None]
-    image = _skin(rng, size) * (1 - alpha) + lesion * alpha
-    image = _draw_hairs(rng, image, params.hairs)
+    image = skin_texture(rng, size) * (1 - alpha) + lesion * alpha
+    image = draw_hairs(rng, image, params.hairs)
     image = image * _vignette(size)[..., None]
     return np.clip(image, 0, 255).astype(np.uint8), mask, coverage
 
 
 def _colour_regions(rng, mask, colours):
     size = mask.shape[0]
-    field = _smooth_noise(rng, size, size / 12)
+    field = smooth_noise(rng, size, size / 12)
     inside = mask.astype(bool)
     order = np.argsort(field[inside])
     labels = np.zeros(order.size, np.int64)
@@ -183,19 +183,19 @@ def _add_dots(rng, colour_map, mask, params):
     return colour_map
 
 
-def _smooth_noise(rng, size, sigma):
+def smooth_noise(rng, size, sigma):
     noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
     return noise / (noise.std() + 1e-6)
 
 
-def _skin(rng, size):
+def skin_texture(rng, size):
     tone = np.array([226, 178, 156], np.float32) + rng.normal(0, 10, 3)
-    shading = 1 + 0.05 * _smooth_noise(rng, size, size / 6)[..., None]
-    grain = 1 + 0.02 * _smooth_noise(rng, size, 1.0)[..., None]
+    shading = 1 + 0.05 * smooth_noise(rng, size, size / 6)[..., None]
+    grain = 1 + 0.02 * smooth_noise(rng, size, 1.0)[..., None]
     return tone * shading * grain
 
 
-def _draw_hairs(rng, image, count):
+def draw_hairs(rng, image, count):
     size = image.shape[0]
     for _ in range(count):
         start, control, end = rng.uniform(0, size, (3, 2))

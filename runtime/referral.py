@@ -1,0 +1,80 @@
+"""The referral rule: which score flags an image for review, above which threshold, and how that threshold
+was chosen. It travels in the manifest (`referral`); bundles without one use the paper's default."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from runtime.errors import ManifestError
+
+DEFAULT_FLAG_THRESHOLD = 0.5
+UNCERTAINTY_SCORES = ("predictive", "epistemic", "max_probability")
+SCORES = UNCERTAINTY_SCORES + ("class_probability",)
+SCORE_LABELS = {"predictive": "entropy", "epistemic": "mutual information", "max_probability": "1 - max p",
+                "class_probability": "p"}
+DEFAULT_CHOSEN_BY = "the paper's default, not chosen on data"
+
+
+def uncertainty_scores(mc_probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image, from its T MC softmax samples (N x T x K): predictive entropy, mutual information (epistemic)
+    and 1 - the largest mean probability. Higher means less certain for all three."""
+    mean = mc_probabilities.mean(axis=1)
+    predictive = _entropy(mean)
+    aleatoric = np.minimum(_entropy(mc_probabilities).mean(axis=1), predictive)
+    return {"predictive": predictive, "epistemic": predictive - aleatoric, "max_probability": 1 - mean.max(axis=1)}
+
+
+def _entropy(probabilities: np.ndarray) -> np.ndarray:
+    return -np.sum(probabilities * np.log(np.clip(probabilities, 1e-12, None)), axis=-1)
+
+
+@dataclass(frozen=True)
+class ReferralRule:
+    """Refer when the score exceeds the threshold; for `class_probability`, when that class's probability
+    (dropout off) reaches it."""
+
+    score: str = "predictive"
+    threshold: float = DEFAULT_FLAG_THRESHOLD
+    class_name: str | None = None
+    chosen_by: str = DEFAULT_CHOSEN_BY
+
+    def __post_init__(self):
+        if self.score not in SCORES:
+            raise ManifestError(f"referral score {self.score!r} is not one of {', '.join(SCORES)}")
+        if (self.score == "class_probability") != (self.class_name is not None):
+            raise ManifestError("a referral rule names a class exactly when its score is class_probability")
+        if not np.isfinite(self.threshold):
+            raise ManifestError(f"referral threshold {self.threshold!r} is not a number")
+
+    @classmethod
+    def from_dict(cls, raw: dict | None, legacy_threshold: float = DEFAULT_FLAG_THRESHOLD) -> "ReferralRule":
+        if not raw:
+            return cls(threshold=legacy_threshold)
+        try:
+            return cls(score=raw["score"], threshold=float(raw["threshold"]), class_name=raw.get("class_name"),
+                       chosen_by=str(raw.get("chosen_by", "")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ManifestError(f"the manifest's referral rule {raw!r} is malformed ({error})") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def value(self, uncertainty, probabilities: np.ndarray, class_names) -> float:
+        if self.score == "class_probability":
+            return float(probabilities[list(class_names).index(self.class_name)])
+        if self.score == "max_probability":
+            return float(1 - uncertainty.mean_probabilities.max())
+        return float(getattr(uncertainty, self.score))
+
+    def refers(self, value: float) -> bool:
+        return value >= self.threshold if self.score == "class_probability" else value > self.threshold
+
+    def describe(self, value: float) -> str:
+        """'entropy 1.23 > 0.80, chosen for a 20 % referral rate on validation'."""
+        name = SCORE_LABELS[self.score] + (f"({self.class_name})" if self.class_name else "")
+        inclusive = self.score == "class_probability"
+        relation = {(True, True): ">=", (True, False): ">", (False, True): "<", (False, False): "<="}[
+            (self.refers(value), inclusive)]
+        return f"{name} {value:.2f} {relation} {self.threshold:.2f}, {self.chosen_by}"
