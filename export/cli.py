@@ -14,6 +14,7 @@ from runtime.backends.trt_support import ToolMissing
 from runtime.errors import MnetError
 
 app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and TensorRT engines, verified against PyTorch.",
+                  rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 

@@ -18,11 +18,12 @@ from runtime.cli import register as register_runtime_commands
 from runtime.errors import MnetError
 
 app = typer.Typer(help="MelanomaNet Edge: synthesize data, train, evaluate, and run explained predictions.",
+                  rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 
-ARCH_HELP = ("Backbone: tf_efficientnetv2_b0, _b1, _b2, _b3, _s, _m, _l (timm) or efficientnet_v2_s, _m, _l "
-             "(torchvision, the reference's layout).")
+ARCH_HELP = ("Backbone: timm's EfficientNetV2 (tf_efficientnetv2_ and b0, b1, b2, b3, s, m or l) or "
+             "torchvision's in the reference's layout (efficientnet_v2_ and s, m or l).")
 
 
 def progress_bar() -> Progress:
@@ -50,8 +51,10 @@ def synth(
 @app.command()
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="ISIC-layout folder: images beside ISIC_2019_Training_GroundTruth.csv.")],
-    out: Annotated[Path, typer.Option(help="Folder for best.safetensors, last.safetensors and history.json.")],
+    data: Annotated[Path, typer.Option(help="ISIC-layout folder: the images beside the ISIC 2019 training "
+                                            "ground-truth CSV.")],
+    out: Annotated[Path, typer.Option(help="Folder for the best and last checkpoints (.safetensors) and "
+                                           "history.json.")],
     arch: Annotated[Architecture, typer.Option(metavar="ARCH", help=ARCH_HELP)] = "tf_efficientnetv2_b0",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
     image_size: Annotated[int, typer.Option(min=32, help="Square input size in pixels (paper: 384).")] = 224,
@@ -70,7 +73,7 @@ def train(
         min=1, metavar="PATIENCE", help="Stop after this many epochs without a better validation balanced "
                                         "accuracy.")] = None,
     save_every: Annotated[Optional[int], typer.Option(
-        min=1, metavar="N", help="Also keep epoch_NNN.safetensors every N epochs.")] = None,
+        min=1, metavar="N", help="Also keep a checkpoint every N epochs (epoch_NNN).")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout before the classifier, in [0, 1) "
                                            "(MC dropout uses it).")] = 0.3,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes (per process).")] = 0,
@@ -80,10 +83,10 @@ def train(
     init_weights: Annotated[Optional[Path], typer.Option(help="Local weights to start from (no download).")] = None,
     sync_bn: Annotated[bool, typer.Option(help="SyncBatchNorm across GPU processes (torchrun, NCCL).")] = False,
     nproc: Annotated[Optional[int], typer.Option(
-        min=1, help="Launch this many processes on this machine with torchrun (DistributedDataParallel: "
-                    "one per GPU, or gloo processes on CPU). For several machines, run torchrun yourself: "
-                    "torchrun ... -m melanomanet.train OPTIONS.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue from a run's last.safetensors.")] = None,
+        min=1, help="Launch this many processes on this machine with torchrun (DDP: one per GPU, or gloo "
+                    "processes on CPU). For several machines, run torchrun yourself (README).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from a run's last checkpoint "
+                                                        "(last.safetensors).")] = None,
     trained_on: Annotated[Optional[str], typer.Option(help="Provenance recorded in the manifest; "
                                                       "'synthetic' is detected from the data.")] = None,
 ):
@@ -315,7 +318,8 @@ def guarded(action):
 
 register_runtime_commands(app)
 
-concepts_app = typer.Typer(help="FastCAV concept explanations: concept image sets and vectors.", no_args_is_help=True)
+concepts_app = typer.Typer(help="FastCAV concept explanations: concept image sets and vectors.", no_args_is_help=True,
+                           rich_markup_mode=None)
 app.add_typer(concepts_app, name="concepts")
 
 

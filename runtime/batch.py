@@ -15,7 +15,8 @@ from runtime.errors import MnetError
 from runtime.imageio import collect_images, encode_png, write_atomic
 from runtime.panel import render_panel
 
-SUMMARY_FIELDS = ("input", "status", "label", "probability", "flagged", "predictive_entropy", "report", "error")
+SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", "flagged", "predictive_entropy",
+                  "report", "error")
 
 
 @dataclass
@@ -51,6 +52,7 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
             report = write_outputs(result, out, stem)
             row = _row(path, "ok", label=report["prediction"]["label"],
                        probability=round(report["prediction"]["probability"], 4),
+                       explained_class=report["gradcampp"]["class"],
                        flagged=report["uncertainty"]["flagged"],
                        predictive_entropy=round(report["uncertainty"]["predictive"], 4), report=f"{stem}.json")
             outcomes.append(Outcome(str(path), "ok", row, result))

@@ -75,12 +75,13 @@ def run(
 
 
 def _summary_table(outcomes):
-    table = Table("input", "status", "label", "p", "review", "note")
+    table = Table("input", "status", "label", "p", "heatmap of", "review", "note")
+    table.columns[-1].overflow = "fold"
     for outcome in outcomes:
         row = outcome.row
         table.add_row(Path(row["input"]).name, "[green]ok[/green]" if row["status"] == "ok" else "[red]failed[/red]",
-                      str(row["label"]), str(row["probability"]), "[red]yes[/red]" if row["flagged"] is True else "",
-                      escape(str(row["error"]))[:90])
+                      str(row["label"]), str(row["probability"]), str(row["explained_class"]),
+                      "[red]yes[/red]" if row["flagged"] is True else "", escape(str(row["error"])))
     Console(stderr=True).print(table)
 
 
@@ -88,8 +89,10 @@ def abcde(
     image: Annotated[Path, typer.Argument(help="A dermoscopic image.")],
     prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (E).")] = None,
     mm_per_px: MmOpt = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements here.")] = None,
-    png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the overlay picture here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON to this file "
+                                                     "('-': to standard output instead of the summary).")] = None,
+    png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the picture here: the ABCD overlay, or "
+                                                    "with --prior both visits aligned and the changes.")] = None,
 ):
     """ABCD(E) criteria measured in OpenCV: segmentation, asymmetry, border, colours, diameter, evolution."""
     from runtime.abcde.api import analyze_files
@@ -100,14 +103,31 @@ def abcde(
     except MnetError as error:
         _fail(error)
     text = json.dumps(result, indent=2)
-    if json_out:
-        write_atomic(json_out, text.encode())
-    else:
+    if json_out == Path("-"):
         print(text)
+    else:
+        Console().print(abcde_table(result))
+        if json_out:
+            write_atomic(json_out, text.encode())
     if png_out:
         write_atomic(png_out, encode_png(overlay))
-    if result["asymmetry"] is None:
-        console.print(f"[yellow]no lesion found in {image}[/yellow]")
+
+
+def abcde_table(result: dict) -> Table:
+    """The readable summary: each criterion's reading (as on the panel), then the changes since the prior."""
+    from runtime.abcde.overlay import change_lines
+    from runtime.draw import AMBER
+    from runtime.panel import abcd_lines
+
+    table = Table("", "reading", title=f"ABCD(E) of {Path(result['image']).name}", show_lines=False,
+                  caption="Measured, not diagnosed: research software, not a medical device.")
+    table.columns[1].overflow = "fold"
+    for key, line, colour in abcd_lines(result)[1:]:
+        table.add_row(key, f"[yellow]{escape(line)}[/yellow]" if colour == AMBER else escape(line))
+    if "evolution" in result:
+        for number, line in enumerate(change_lines(result["evolution"])):
+            table.add_row("E" if number == 0 else "", escape(line))
+    return table
 
 
 def bench(

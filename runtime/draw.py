@@ -22,6 +22,36 @@ def text_width(value: str, scale=0.5, thickness=1) -> int:
     return cv2.getTextSize(value, FONT, scale, thickness)[0][0]
 
 
+def wrap(value: str, width: int, scale=0.5, thickness=1) -> list[str]:
+    """Greedy word wrap to lines at most `width` pixels wide; a word wider than that is cut between characters."""
+    lines: list[str] = []
+    current = ""
+    for word in value.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if text_width(candidate, scale, thickness) <= width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        current = word
+        while text_width(current, scale, thickness) > width and len(current) > 1:
+            cut = max(1, max(k for k in range(1, len(current) + 1)
+                             if text_width(current[:k], scale, thickness) <= width or k == 1))
+            lines.append(current[:cut])
+            current = current[cut:]
+    return lines + [current] if current or not lines else lines
+
+
+def paragraph(canvas, value: str, origin, width: int, scale=0.5, colour=INK, thickness=1, leading=None) -> int:
+    """Draw `value` wrapped to `width` from `origin` (the first baseline); return the baseline after it."""
+    leading = leading or int(34 * scale) + 4
+    x, y = int(origin[0]), int(origin[1])
+    for line in wrap(value, width, scale, thickness):
+        text(canvas, line, (x, y), scale, colour, thickness)
+        y += leading
+    return y
+
+
 def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize to fit inside width x height, centred on a white tile."""
     scale = min(width / image.shape[1], height / image.shape[0])

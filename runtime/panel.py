@@ -1,12 +1,16 @@
-"""The PNG panel a clinician reads at a glance: image, GradCAM++ overlay, ABCDE marks, probabilities with
-their MC spread, the review flag, and the disclaimer."""
+"""The PNG panel a clinician reads at a glance: what was predicted and how sure, what the heatmap explains,
+the review rule, the image with its GradCAM++ overlay and ABCD marks (each with its legend), probabilities with
+their MC spread, ABCD points against the dermoscopic reference, concept scores, and the disclaimer.
+
+The panel has a fixed width (about a tablet's, and an A4 page at 160 dpi); every text is wrapped to its column,
+never clipped, and the height follows the content."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from runtime.abcde.overlay import abcde_overlay
+from runtime.abcde.overlay import AXIS_ASYMMETRIC, AXIS_SYMMETRIC, FERET, abcde_overlay
 from runtime.draw import (
     AMBER,
     BLUE,
@@ -18,130 +22,215 @@ from runtime.draw import (
     fit,
     heat_overlay,
     outline,
+    paragraph,
     text,
     text_width,
+    wrap,
 )
 from runtime.manifest import CLASS_DESCRIPTIONS
 from runtime.report import DEMO_DISCLAIMER, DISCLAIMER
 
 TILE_W, TILE_H, GAP = 440, 330, 16
 WIDTH = 3 * TILE_W + 4 * GAP
+RULE = (222, 226, 230)
+MAX_HEIGHT = 4000
+CONCEPT_LEGEND = ("cos: cosine of the embedding with the concept vector; dd: directional derivative of the explained "
+                  "class's logit along it (positive pushes towards that class)")
 
 
 def render_panel(result) -> np.ndarray:
-    rgb = result.extra["rgb"]
-    concepts_height = 40 if result.concepts else 0
-    height = 64 + 34 + TILE_H + 30 + 300 + concepts_height + 56 + (30 if result.is_demo else 0)
-    canvas = np.full((height, WIDTH, 3), 255, np.uint8)
+    canvas = np.full((MAX_HEIGHT, WIDTH, 3), 255, np.uint8)
     top = 0
     if result.is_demo:
         banner(canvas, "DEMO WEIGHTS (synthetic training data) - not for diagnosis", 0, AMBER)
         top = 30
-    _header(canvas, result, top)
-    top += 64 + 34
+    top = _header(canvas, result, top)
+    top = _tiles(canvas, result, top)
+    left_end = _probability_bars(canvas, result, GAP, top + 10, 2 * TILE_W + GAP)
+    right_end = _facts(canvas, result, GAP + 2 * (TILE_W + GAP), top + 10, TILE_W)
+    top = max(left_end, right_end) + 6
+    if result.concepts:
+        top = _concepts(canvas, result.concepts, GAP, top + 8, WIDTH - 2 * GAP)
+    top = _footer(canvas, result, top + 6)
+    return canvas[:top + 8].copy()
+
+
+def explained_title(result) -> tuple[str, bool]:
+    """What the heatmap explains; True when it is not the predicted class."""
+    explained, predicted = result.class_names[result.cam_class], result.label
+    if explained == predicted:
+        return f"Heatmap explains the predicted {predicted}", False
+    return (f"Heatmap explains {explained} (p = {result.probabilities[result.cam_class]:.2f}), "
+            f"not the predicted {predicted}"), True
+
+
+def _header(canvas, result, top) -> int:
+    uncertainty = result.uncertainty
+    message, colour = (("REVIEW: refer for a clinician's look", RED) if uncertainty.flagged
+                       else ("no referral by the review rule", GREEN))
+    badge = text_width(message, 0.6, 2) + 24
+    cv2.rectangle(canvas, (WIDTH - GAP - badge, top + 14), (WIDTH - GAP, top + 48), colour, -1)
+    text(canvas, message, (WIDTH - GAP - badge + 12, top + 38), 0.6, (255, 255, 255), 2)
+    label = result.label
+    headline = f"{label}  {CLASS_DESCRIPTIONS.get(label, '')}   p = {result.probabilities.max():.2f}"
+    y = paragraph(canvas, headline, (GAP, top + 34), WIDTH - 3 * GAP - badge, 1.0, INK, 2, leading=34)
+    title, other = explained_title(result)
+    if other:
+        y = paragraph(canvas, title, (GAP, y), WIDTH - 2 * GAP, 1.0, BLUE, 2, leading=34)
+    y = paragraph(canvas, f"image {result.image}", (GAP, y - 8), WIDTH - 2 * GAP, 0.5, MUTED)
+    rule = f"Review rule: {result.referral['reason']}" if result.referral else "Review rule: none recorded"
+    if result.temperature != 1.0:
+        rule += f"; probabilities calibrated (temperature {result.temperature:.2f})"
+    y = paragraph(canvas, rule, (GAP, y + 2), WIDTH - 2 * GAP, 0.5, colour, 1)
+    cv2.line(canvas, (GAP, y - 6), (WIDTH - GAP, y - 6), RULE, 1)
+    return y + 4
+
+
+def _tiles(canvas, result, top) -> int:
+    rgb = result.extra["rgb"]
     heat = heat_overlay(rgb, result.heatmap)
     if result.lesion_mask is not None:
         heat = outline(heat, result.lesion_mask, (255, 255, 255), max(2, rgb.shape[0] // 200))
-    tiles = [(rgb, "Image"), (heat, f"GradCAM++: {result.class_names[result.cam_class]}"),
-             (abcde_overlay(rgb, result.abcde or {}, result.lesion_mask), "ABCD: outline, axes, Feret diameter")]
-    for index, (picture, caption) in enumerate(tiles):
+    explained = result.class_names[result.cam_class]
+    tiles = [rgb, heat, abcde_overlay(rgb, result.abcde or {}, result.lesion_mask)]
+    captions = ["Image", f"GradCAM++ of {explained}" + ("" if explained == result.label else
+                                                         f" (requested; predicted {result.label})"),
+                "ABCD: lesion outline, principal axes, maximum Feret diameter"]
+    for index, (picture, caption) in enumerate(zip(tiles, captions)):
         left = GAP + index * (TILE_W + GAP)
         canvas[top:top + TILE_H, left:left + TILE_W] = fit(picture, TILE_W, TILE_H)
-        text(canvas, caption, (left, top + TILE_H + 20), 0.5, MUTED)
-    top += TILE_H + 30
-    _probability_bars(canvas, result, GAP, top + 10, 2 * TILE_W + GAP)
-    _facts(canvas, result, GAP + 2 * (TILE_W + GAP), top + 10)
-    top += 300
-    if result.concepts:
-        _concepts(canvas, result.concepts, GAP, top + 10)
-        top += concepts_height
-    _footer(canvas, result, top + 6)
-    return canvas
+        paragraph(canvas, caption, (left, top + TILE_H + 20), TILE_W, 0.5, INK if index == 1 else MUTED,
+                  2 if index == 1 and explained != result.label else 1)
+    legend_top = top + TILE_H + 34
+    empty = not np.any(result.heatmap > 0)
+    ends = [legend_top + 6,
+            _colour_bar(canvas, GAP + TILE_W + GAP, legend_top, TILE_W, empty),
+            _abcd_legend(canvas, GAP + 2 * (TILE_W + GAP), legend_top, TILE_W, result.abcde)]
+    end = max(ends)
+    cv2.line(canvas, (GAP, end), (WIDTH - GAP, end), RULE, 1)
+    return end + 4
 
 
-def _header(canvas, result, top):
-    label = result.label
-    text(canvas, f"{label}  {CLASS_DESCRIPTIONS.get(label, '')}", (GAP, top + 34), 1.0, INK, 2)
-    text(canvas, f"p = {result.probabilities.max():.2f}   image {result.image}", (GAP, top + 56), 0.5, MUTED)
-    uncertainty = result.uncertainty
-    if uncertainty.flagged:
-        message, colour = "REVIEW: refer for a clinician's look", RED
-    else:
-        message, colour = "no referral by the review rule", GREEN
-    width = text_width(message, 0.6, 2) + 24
-    cv2.rectangle(canvas, (WIDTH - GAP - width, top + 14), (WIDTH - GAP, top + 48), colour, -1)
-    text(canvas, message, (WIDTH - GAP - width + 12, top + 38), 0.6, (255, 255, 255), 2)
-    rule = f"review rule: {result.referral['reason']}" if result.referral else ""
-    if result.temperature != 1.0:
-        rule += f"; probabilities calibrated (temperature {result.temperature:.2f})"
-    text(canvas, rule, (GAP, top + 77), 0.45, colour)
-    cv2.line(canvas, (GAP, top + 84), (WIDTH - GAP, top + 84), (222, 226, 230), 1)
+def _colour_bar(canvas, left, top, width, empty: bool) -> int:
+    if empty:
+        return paragraph(canvas, "no positive evidence for this class at the target layer: the heatmap is empty",
+                         (left, top + 14), width, 0.45, AMBER)
+    bar_width = width - 170
+    ramp = cv2.applyColorMap(np.linspace(0, 255, bar_width).astype(np.uint8)[None].repeat(10, 0), cv2.COLORMAP_JET)
+    canvas[top + 4:top + 14, left + 40:left + 40 + bar_width] = cv2.cvtColor(ramp, cv2.COLOR_BGR2RGB)
+    text(canvas, "low", (left, top + 14), 0.42, MUTED)
+    text(canvas, "high attention", (left + 48 + bar_width, top + 14), 0.42, MUTED)
+    return top + 24
 
 
-def _probability_bars(canvas, result, left, top, width):
-    text(canvas, "Class probabilities (bar: dropout off; dot and whisker: MC mean +- 1 sd)", (left, top + 8),
-         0.5, INK, 1)
-    row, label_width = 28, 200
+def _abcd_legend(canvas, left, top, width, abcde) -> int:
+    if not abcde or abcde.get("asymmetry") is None:
+        return top + 6
+    items = [(AXIS_ASYMMETRIC, "axis the lesion is asymmetric about"), (AXIS_SYMMETRIC, "symmetric axis"),
+             (FERET, "maximum Feret diameter"), ((160, 160, 160), "outline (white)")]
+    y, x = top + 12, left
+    for colour, label in items:
+        needed = 30 + text_width(label, 0.42) + 14
+        if x + needed > left + width:
+            x, y = left, y + 20
+        cv2.line(canvas, (x, y - 4), (x + 24, y - 4), colour, 3, cv2.LINE_AA)
+        text(canvas, label, (x + 30, y), 0.42, MUTED)
+        x += needed
+    return y + 10
+
+
+def _probability_bars(canvas, result, left, top, width) -> int:
+    y = paragraph(canvas, "Class probabilities (bar: dropout off; dot and whisker: MC dropout mean +- 1 sd)",
+                  (left, top + 8), width, 0.5, INK)
+    labels = [f"{name}  {CLASS_DESCRIPTIONS.get(name, '')}".strip() for name in result.class_names]
+    label_width = min(max(text_width(label, 0.45) for label in labels) + 12, width // 3)
     scale = width - label_width - 60
     mean, spread = result.uncertainty.mean_probabilities, result.uncertainty.spread
-    for index, (name, probability) in enumerate(zip(result.class_names, result.probabilities)):
-        y = top + 24 + index * row
-        colour = BLUE if index == int(np.argmax(result.probabilities)) else (173, 181, 189)
-        text(canvas, f"{name:<5} {CLASS_DESCRIPTIONS.get(name, '')[:22]}", (left, y + 15), 0.45, INK)
+    predicted = int(np.argmax(result.probabilities))
+    for index, (label, probability) in enumerate(zip(labels, result.probabilities)):
+        lines = wrap(label, label_width - 8, 0.45)
+        row = max(28, 16 * len(lines) + 10)
+        for number, line in enumerate(lines):
+            text(canvas, line, (left, y + 12 + number * 16), 0.45, INK, 2 if index == result.cam_class else 1)
+        colour = BLUE if index == predicted else (173, 181, 189)
         x0 = left + label_width
-        cv2.rectangle(canvas, (x0, y + 3), (x0 + scale, y + 19), (241, 243, 245), -1)
-        cv2.rectangle(canvas, (x0, y + 3), (x0 + int(scale * probability), y + 19), colour, -1)
+        cv2.rectangle(canvas, (x0, y), (x0 + scale, y + 16), (241, 243, 245), -1)
+        cv2.rectangle(canvas, (x0, y), (x0 + int(scale * probability), y + 16), colour, -1)
         centre = x0 + int(scale * mean[index])
         low = x0 + int(scale * max(mean[index] - spread[index], 0))
         high = x0 + int(scale * min(mean[index] + spread[index], 1))
-        cv2.line(canvas, (low, y + 11), (high, y + 11), INK, 2, cv2.LINE_AA)
-        cv2.circle(canvas, (centre, y + 11), 4, INK, -1, cv2.LINE_AA)
-        text(canvas, f"{probability:.2f}", (x0 + scale + 8, y + 16), 0.45, INK)
+        cv2.line(canvas, (low, y + 8), (high, y + 8), INK, 2, cv2.LINE_AA)
+        cv2.circle(canvas, (centre, y + 8), 4, INK, -1, cv2.LINE_AA)
+        text(canvas, f"{probability:.2f}", (x0 + scale + 8, y + 13), 0.45, INK)
+        y += row
+    return y
 
 
-def _facts(canvas, result, left, top):
+def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
+    """The ABCD block as (criterion letter or '', text, colour): each criterion's value, the ABCD points it
+    earns and the dermoscopic reference, then one summary line. Colour None is body text."""
+    if abcde is None:
+        return []
+    if abcde.get("asymmetry") is None:
+        return [("", "ABCD criteria", "heading"), ("", "no lesion found in the image: nothing measured", AMBER)]
+    asymmetry, border, colour, diameter = abcde["asymmetry"], abcde["border"], abcde["color"], abcde["diameter"]
+    size = (f"{diameter['feret_mm']:.1f} mm" if diameter["feret_mm"] is not None
+            else f"{diameter['feret_px']:.0f} px (no --mm-per-px calibration, so no mm)")
+    named = ", ".join(name.replace("_", " ") for name in colour["present"]) or "none"
+    lines = [
+        ("", "ABCD criteria (Stolz's ABCD rule of dermoscopy)", "heading"),
+        ("A", f"asymmetric about {asymmetry['points']} of 2 principal axes (shape {asymmetry['shape']:.2f}, colour "
+              f"{asymmetry['color']:.2f}): {asymmetry['points']} points of 0-2", None),
+        ("B", f"abrupt pigment cut-off in {border['cutoff_segments']} of 8 border sectors: "
+              f"{border['cutoff_segments']} points of 0-8 (compactness {border['compactness']:.2f}; a circle is "
+              "1.00)", None),
+        ("C", f"{colour['count']} dermoscopic colours ({named}): {colour['count']} points of 1-6", None),
+        ("D", f"here the maximum diameter, {size}" + (", above 6 mm" if diameter["large"] else "")
+              + "; not Stolz's D (differential structures), which is not measured", None),
+    ]
+    partial = abcde.get("partial_score")
+    if partial:
+        lines.append(("", f"Partial score (A, B and C terms only) = 1.3 x {asymmetry['points']} + 0.1 x "
+                          f"{border['cutoff_segments']} + 0.5 x {colour['count']} = {partial['value']:.2f}. It lacks "
+                          "the rule's D term, so it is not a Total Dermoscopy Score and says nothing against TDS "
+                          "cut-offs; it only summarises what was measured.", MUTED))
+    flags = abcde["segmentation"]["flags"]
+    if flags:
+        lines.append(("", f"segmentation flags: {', '.join(flags)}: read the numbers with care", AMBER))
+    return lines
+
+
+def _facts(canvas, result, left, top, width) -> int:
     u = result.uncertainty
-    lines = [("Uncertainty", None),
-             (f"predictive {u.predictive:.3f} = aleatoric {u.aleatoric:.3f} + epistemic {u.epistemic:.3f}", None),
-             (f"{u.mc_samples} MC dropout samples, seed {result.extra.get('mc_seed')}", MUTED)]
-    abcde = result.abcde
-    if abcde and abcde.get("asymmetry"):
-        diameter = abcde["diameter"]
-        size = (f"{diameter['feret_mm']:.1f} mm" if diameter["feret_mm"] is not None
-                else f"{diameter['feret_px']:.0f} px (no calibration)")
-        lines += [("ABCD criteria", None),
-                  (f"A  asymmetry {abcde['asymmetry']['shape']:.2f} shape, {abcde['asymmetry']['color']:.2f} colour: "
-                   f"{abcde['asymmetry']['points']}/2 axes", None),
-                  (f"B  compactness {abcde['border']['compactness']:.2f}, "
-                   f"cut-off {abcde['border']['cutoff_segments']}/8 sectors", None),
-                  (f"C  {abcde['color']['count']} colours: {', '.join(abcde['color']['present']) or '-'}", None),
-                  (f"D  max diameter {size}" + ("  (> 6 mm)" if diameter["large"] else ""), None)]
-        if result.alignment:
-            lines.append((f"attention inside lesion {result.alignment['inside_share']:.0%}, peak "
-                          f"{'inside' if result.alignment['pointing_game'] else 'outside'}", MUTED))
-        flags = abcde["segmentation"]["flags"]
-        if flags:
-            lines.append((f"segmentation: {', '.join(flags)}", AMBER))
-    elif abcde is not None:
-        lines += [("ABCD criteria", None), ("no lesion found in the image", AMBER)]
+    lines = [("Uncertainty (MC dropout)", "heading"),
+             (f"predictive {u.predictive:.3f} = aleatoric {u.aleatoric:.3f} + epistemic {u.epistemic:.3f} nats",
+              None),
+             (f"{u.mc_samples} samples, seed {result.extra.get('mc_seed')}", MUTED)]
+    lines += [(f"{key}  {value}" if key else value, colour) for key, value, colour in abcd_lines(result.abcde)]
+    if result.alignment:
+        lines.append((f"attention inside the lesion {result.alignment['inside_share']:.0%}, peak "
+                      f"{'inside' if result.alignment['pointing_game'] else 'outside'}", MUTED))
     y = top + 8
     for value, colour in lines:
-        heading = colour is None and value in ("Uncertainty", "ABCD criteria")
-        ink = INK if colour is None else colour
-        text(canvas, value, (left, y), 0.55 if heading else 0.42, ink, 2 if heading else 1)
-        y += 26 if heading else 22
+        if colour == "heading":
+            y = paragraph(canvas, value, (left, y + 4), width, 0.55, INK, 2, leading=24) + 2
+        else:
+            y = paragraph(canvas, value, (left, y), width, 0.42, INK if colour is None else colour, 1,
+                          leading=19) + 3
+    return y
 
 
-def _concepts(canvas, concepts, left, top):
+def _concepts(canvas, concepts, left, top, width) -> int:
     parts = [f"{name}: cos {score['cosine']:+.2f}, dd {score['directional_derivative']:+.2f}"
              for name, score in concepts["scores"].items()]
-    text(canvas, "Concepts (FastCAV)   " + "   ".join(parts), (left, top + 16), 0.45, INK)
+    y = paragraph(canvas, "Concepts (FastCAV):   " + "   ".join(parts), (left, top + 16), width, 0.45, INK)
+    return paragraph(canvas, CONCEPT_LEGEND, (left, y), width, 0.42, MUTED)
 
 
-def _footer(canvas, result, top):
-    cv2.line(canvas, (GAP, top), (WIDTH - GAP, top), (222, 226, 230), 1)
-    text(canvas, DISCLAIMER, (GAP, top + 22), 0.42, MUTED)
+def _footer(canvas, result, top) -> int:
+    cv2.line(canvas, (GAP, top), (WIDTH - GAP, top), RULE, 1)
+    y = paragraph(canvas, DISCLAIMER, (GAP, top + 22), WIDTH - 2 * GAP, 0.42, MUTED)
     model = result.model
-    text(canvas, f"model {model['name']} ({model['sha256'][:12]}) on {model['backend']}; trained on "
-                 f"{model['trained_on']}" + ("  - " + DEMO_DISCLAIMER if result.is_demo else ""),
-         (GAP, top + 44), 0.42, MUTED)
+    return paragraph(canvas, f"model {model['name']} ({model['sha256'][:12]}) on {model['backend']}; trained on "
+                             f"{model['trained_on']}" + ("  - " + DEMO_DISCLAIMER if result.is_demo else ""),
+                     (GAP, y), WIDTH - 2 * GAP, 0.42, MUTED)

@@ -8,24 +8,38 @@ import numpy as np
 
 from runtime.abcde.analyze import analyze, public
 from runtime.abcde.evolution import evolution, register
-from runtime.abcde.overlay import abcde_overlay
+from runtime.abcde.overlay import abcde_overlay, evolution_overlay
 from runtime.imageio import load_image
 
 
 def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | None = None) -> tuple[dict, np.ndarray]:
+    """Measurements of `image` (and their change since `prior`) and the picture: the ABCD overlay, or with a
+    prior, the prior aligned to this image, both outlines overlaid and the changes listed."""
     rgb = load_image(image)
     current = analyze(rgb, mm_per_px)
     result = {"image": str(image), **public(current)}
+    picture = abcde_overlay(rgb, result, current.get("_mask"))
     if prior is not None:
-        result["evolution"] = evolution_between(load_image(prior), rgb, current, mm_per_px)
-    return result, abcde_overlay(rgb, result, current.get("_mask"))
+        prior_rgb = load_image(prior)
+        before = analyze(prior_rgb, mm_per_px)
+        result["prior"] = str(prior)
+        result["evolution"] = compare(prior_rgb, rgb, before, current)
+        picture = evolution_overlay(prior_rgb, picture, _mask(before, prior_rgb), _mask(current, rgb),
+                                    result["evolution"])
+    return result, picture
 
 
 def evolution_between(prior_rgb: np.ndarray, current_rgb: np.ndarray, current: dict | None = None,
                       mm_per_px: float | None = None) -> dict:
     current = current or analyze(current_rgb, mm_per_px)
-    before = analyze(prior_rgb, mm_per_px)
-    prior_mask = before.get("_mask", np.zeros(prior_rgb.shape[:2], np.uint8))
-    current_mask = current.get("_mask", np.zeros(current_rgb.shape[:2], np.uint8))
+    return compare(prior_rgb, current_rgb, analyze(prior_rgb, mm_per_px), current)
+
+
+def compare(prior_rgb: np.ndarray, current_rgb: np.ndarray, before: dict, current: dict) -> dict:
+    prior_mask, current_mask = _mask(before, prior_rgb), _mask(current, current_rgb)
     registration = register(prior_rgb, current_rgb, prior_mask, current_mask)
     return evolution(public(before), public(current), registration, prior_mask, current_mask)
+
+
+def _mask(analysis: dict, rgb: np.ndarray) -> np.ndarray:
+    return analysis.get("_mask", np.zeros(rgb.shape[:2], np.uint8))

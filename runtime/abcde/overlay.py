@@ -5,8 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from runtime.abcde.criteria import COLOUR_ASYMMETRY_THRESHOLD, SHAPE_ASYMMETRY_THRESHOLD
 from runtime.abcde.palette import DERMOSCOPIC_COLOURS
 from runtime.draw import outline, text
+
+AXIS_ASYMMETRIC = (230, 60, 60)
+AXIS_SYMMETRIC = (60, 200, 90)
+FERET = (255, 215, 0)
+PRIOR = (0, 200, 230)
 
 
 def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) -> np.ndarray:
@@ -22,14 +28,15 @@ def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) ->
     half = analysis["diameter"]["feret_px"] / 2
     for index, direction in enumerate((np.array([np.cos(angle), np.sin(angle)]),
                                        np.array([-np.sin(angle), np.cos(angle)]))):
-        value = asymmetry["shape_axes"][index]
-        colour = (230, 60, 60) if value > 0.1 else (60, 200, 90)
+        asymmetric = (asymmetry["shape_axes"][index] > SHAPE_ASYMMETRY_THRESHOLD
+                      or asymmetry["color_axes"][index] > COLOUR_ASYMMETRY_THRESHOLD)
+        colour = AXIS_ASYMMETRIC if asymmetric else AXIS_SYMMETRIC
         start, end = centre - direction * half * 0.9, centre + direction * half * 0.9
         cv2.line(drawn, tuple(np.int32(start)), tuple(np.int32(end)), colour, thickness, cv2.LINE_AA)
     ends = np.int32(analysis["diameter"]["feret_endpoints"])
-    cv2.line(drawn, tuple(ends[0]), tuple(ends[1]), (255, 215, 0), thickness, cv2.LINE_AA)
+    cv2.line(drawn, tuple(ends[0]), tuple(ends[1]), FERET, thickness, cv2.LINE_AA)
     for point in ends:
-        cv2.circle(drawn, tuple(point), thickness * 2, (255, 215, 0), -1, cv2.LINE_AA)
+        cv2.circle(drawn, tuple(point), thickness * 2, FERET, -1, cv2.LINE_AA)
     swatch = max(14, image.shape[0] // 18)
     for index, name in enumerate(analysis["color"]["present"]):
         top = 8 + index * (swatch + 6)
@@ -37,3 +44,50 @@ def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) ->
         cv2.rectangle(drawn, (8, top), (8 + swatch, top + swatch), (255, 255, 255), 1)
         text(drawn, name.replace("_", " "), (14 + swatch, top + swatch - 3), swatch / 30, (255, 255, 255), 1)
     return drawn
+
+
+def change_lines(evolution: dict) -> list[str]:
+    """The changes since the prior visit, one plain line each (or why none are reported)."""
+    if evolution["changes"] is None:
+        return ["not compared: " + evolution["registration"]["reason"]]
+    changes, registration = evolution["changes"], evolution["registration"]
+    lines = [f"area x{changes['area_ratio']:.2f} ({'growth' if evolution['growth'] else 'no growth'} by the "
+             f"x1.2 rule), diameter x{changes['feret_ratio']:.2f}",
+             f"asymmetry {changes['asymmetry_change']:+.2f}, compactness {changes['compactness_change']:+.2f}",
+             f"colours added: {', '.join(changes['colors_added']) or 'none'}; lost: "
+             f"{', '.join(changes['colors_lost']) or 'none'}",
+             f"outlines overlap {changes['overlap_after_registration']:.0%} after alignment (correlation "
+             f"{registration['correlation']:.2f}, scale {registration['scale']:.2f}, rotation "
+             f"{registration['rotation_deg']:.0f} deg)"]
+    return lines
+
+
+def evolution_overlay(prior_rgb: np.ndarray, current_picture: np.ndarray, prior_mask: np.ndarray,
+                      current_mask: np.ndarray, evolution: dict) -> np.ndarray:
+    """Prior (aligned to the current image when registration succeeded) | current with both outlines
+    (prior cyan, current white) | the list of changes."""
+    from runtime.draw import fit, paragraph
+
+    height, width = current_mask.shape
+    registered = evolution["changes"] is not None
+    if registered:
+        matrix = np.array(evolution["registration"]["matrix"])
+        prior_view = cv2.warpAffine(prior_rgb, matrix, (width, height), borderValue=(255, 255, 255))
+        prior_outline = cv2.warpAffine(prior_mask, matrix, (width, height), flags=cv2.INTER_NEAREST)
+    else:
+        prior_view, prior_outline = prior_rgb, None
+    thickness = max(2, round(max(height, width) / 300))
+    both = current_picture if prior_outline is None else outline(current_picture, prior_outline, PRIOR, thickness)
+    tile_w, tile_h, gap = 420, 320, 12
+    canvas = np.full((tile_h + 70, 3 * tile_w + 4 * gap, 3), 255, np.uint8)
+    captions = ["prior visit" + (", aligned to the current image" if registered else " (not aligned)"),
+                "current visit: outline now (white)" + (", prior (cyan)" if registered else "")]
+    for index, (picture, caption) in enumerate(zip((prior_view, both), captions)):
+        left = gap + index * (tile_w + gap)
+        canvas[gap:gap + tile_h, left:left + tile_w] = fit(picture, tile_w, tile_h)
+        paragraph(canvas, caption, (left, gap + tile_h + 20), tile_w, 0.45, (108, 117, 125))
+    y, left = gap + 20, gap + 2 * (tile_w + gap)
+    y = paragraph(canvas, "Evolution (E)", (left, y), tile_w, 0.6, (33, 37, 41), 2)
+    for line in change_lines(evolution):
+        y = paragraph(canvas, line, (left, y + 4), tile_w, 0.45, (33, 37, 41))
+    return canvas
