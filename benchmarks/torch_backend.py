@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from export.source import Source
-from export.spec import INPUT_IMAGE, INPUT_MC_MASK, OUTPUT_NAMES
 from export.wrappers import LastLayerGraph
 from runtime.backends.base import Backend, TensorSpec
+from runtime.contract import IMAGE, MC_MASK, OUTPUTS
 
 
 class TorchGraphBackend(Backend):
@@ -27,14 +27,14 @@ class TorchGraphBackend(Backend):
         self.half = half
         self.graph = LastLayerGraph(source.model).to(self.device).eval()
         features = source.model.num_features
-        self.inputs = (TensorSpec(INPUT_IMAGE, np.dtype(np.float32), (None, 3, image_size, image_size)),
-                       TensorSpec(INPUT_MC_MASK, np.dtype(np.float32), (None, features)))
-        self.outputs = tuple(TensorSpec(name, np.dtype(np.float32), ()) for name in OUTPUT_NAMES)
+        self.inputs = (TensorSpec(IMAGE, np.dtype(np.float32), (None, 3, image_size, image_size)),
+                       TensorSpec(MC_MASK, np.dtype(np.float32), (None, features)))
+        self.outputs = tuple(TensorSpec(name, np.dtype(np.float32), ()) for name in OUTPUTS)
 
     @torch.inference_mode()
     def _run(self, feed):
-        image = torch.from_numpy(feed[INPUT_IMAGE]).to(self.device, non_blocking=True)
-        mask = torch.from_numpy(feed[INPUT_MC_MASK]).to(self.device, non_blocking=True)
+        image = torch.from_numpy(feed[IMAGE]).to(self.device, non_blocking=True)
+        mask = torch.from_numpy(feed[MC_MASK]).to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
             values = self.graph(image, mask)
-        return {name: value.float().cpu().numpy() for name, value in zip(OUTPUT_NAMES, values)}
+        return {name: value.float().cpu().numpy() for name, value in zip(OUTPUTS, values)}

@@ -33,7 +33,8 @@ CalibrationOpt = Annotated[Optional[Path], typer.Option(help="A `mnet calibrate`
                                                         "rule go into the manifest.")]
 
 
-def fail(error: Exception, code: int = 1):
+def fail(error: Exception, code: int | None = None):
+    code = getattr(error, "exit_code", 1) if code is None else code
     console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -45,7 +46,7 @@ def _source(checkpoint, seed, arch, image_size, calibration=None):
         source = load_source(checkpoint, seed, arch, image_size)
         return with_calibration(source, calibration) if calibration else source
     except MnetError as error:
-        fail(error, error.exit_code)
+        fail(error)
 
 
 def _spec(source, image_size, cam_layer, dynamic_batch, opset):
@@ -81,8 +82,6 @@ def onnx(
 ):
     """Export one self-contained .onnx bundle: logits, mc_logits, cam_activations, cam_gradients, embedding."""
     from export.stages.onnx import to_onnx
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from runtime.manifest import write_sidecar
 
     source = _source(checkpoint, from_seed, arch, image_size, calibration)
     spec = _spec(source, image_size, cam_layer, dynamic_batch, opset)
@@ -91,7 +90,6 @@ def onnx(
             path = to_onnx(source, spec, out, concepts=_concepts(cavs, source, spec.image_size))
         except MnetError as error:
             fail(error)
-    write_sidecar(path, OnnxRuntimeBackend(path).manifest)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.json")
 
 

@@ -12,7 +12,7 @@ from export.stages.onnx import to_onnx
 from export.stages.tensorrt import EngineSpec, build_engine
 from export.stages.verify import verify
 from runtime.backends.trt_support import ToolMissing
-from runtime.manifest import Manifest, write_sidecar
+from runtime.manifest import Manifest
 
 
 def export_all(source: Source, spec: ExportSpec, out_dir: Path, images: Path | None = None,
@@ -23,7 +23,6 @@ def export_all(source: Source, spec: ExportSpec, out_dir: Path, images: Path | N
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     manifest: Manifest = OnnxRuntimeBackend(onnx_path).manifest
-    write_sidecar(onnx_path, manifest)
     log(f"onnx    ok   {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
     verified = verify(onnx_path, source, images)
     (out_dir / "verify.json").write_text(json.dumps(verified.as_dict(), indent=2))

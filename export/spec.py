@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-INPUT_IMAGE = "image"
-INPUT_MC_MASK = "mc_mask"
-INPUT_CAM_CLASS = "cam_class"
-OUTPUT_NAMES = ("logits", "mc_logits", "cam_activations", "cam_gradients", "embedding")
+from runtime.contract import CAM_CLASS, IMAGE, MC_MASK
 
 
 @dataclass(frozen=True)
@@ -39,8 +36,8 @@ class ExportSpec:
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        base = (INPUT_IMAGE, INPUT_MC_MASK)
-        return base + (INPUT_CAM_CLASS,) if self.intermediate else base
+        base = (IMAGE, MC_MASK)
+        return base + (CAM_CLASS,) if self.intermediate else base
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,37 +17,56 @@ from runtime.errors import MnetError
 
 console = Console(stderr=True)
 
-BackendOpt = Annotated[str, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or tensorrt "
-                                         "(a .engine file).")]
-MmOpt = Annotated[Optional[float], typer.Option(help="Millimetres per pixel from the dermatoscope's calibration "
-                                                "(diameters in mm).")]
+class BackendName(str, Enum):
+    ort_cpu = "ort-cpu"
+    ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
+    tensorrt = "tensorrt"
+
+
+def positive(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value} is not positive: give the millimetres one pixel spans, e.g. 0.02")
+    return value
+
+
+BackendOpt = Annotated[BackendName, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or "
+                                                 "tensorrt (a .engine file).")]
+MmOpt = Annotated[Optional[float], typer.Option(callback=positive, help="Millimetres per pixel from the "
+                                                "dermatoscope's calibration (diameters in mm; > 0).")]
 
 
 def _fail(error: Exception):
     console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(getattr(error, "exit_code", 1))
 
 
 def run(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
     model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for reports, summary.csv.")] = Path("mnet_out"),
-    mc_samples: Annotated[Optional[int], typer.Option(help="MC dropout samples T (default: the bundle's).")] = None,
+    mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC dropout samples T (default: the "
+                                                      "bundle's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks: same seed, same numbers.")] = 0,
-    backend: BackendOpt = "ort-cpu",
+    backend: BackendOpt = BackendName.ort_cpu,
     class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class instead of the "
                                                       "predicted one (e.g. MEL).")] = None,
     mm_per_px: MmOpt = None,
-    threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime (0: all).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads for ONNX Runtime (0: all).")] = 0,
     abcde: Annotated[bool, typer.Option(help="Run the ABCD analysis.")] = True,
+    force: Annotated[bool, typer.Option(help="Redo every image, also into a folder holding another run's "
+                                        "reports (by default finished images are skipped).")] = False,
+    verify: Annotated[bool, typer.Option(help="Check the bundle against its sidecar's sha256 and manifest "
+                                         "(--no-verify runs it unchecked; the reports record that).")] = True,
 ):
-    """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each."""
+    """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
+    Rerunning into the same folder skips the images already done."""
     from runtime.batch import run_batch
     from runtime.predictor import Predictor
 
     try:
-        predictor = Predictor(model, backend=backend, mc_samples=mc_samples, seed=seed, threads=threads,
-                              abcde=abcde, mm_per_px=mm_per_px)
+        predictor = Predictor(model, backend=backend.value, mc_samples=mc_samples, seed=seed, threads=threads,
+                              abcde=abcde, mm_per_px=mm_per_px, verify=verify)
         if class_name:
             predictor.class_index(class_name)
     except MnetError as error:
@@ -54,24 +74,35 @@ def run(
     if predictor.manifest.is_demo:
         console.print("[yellow]demo weights trained on synthetic lesions: outputs are not about real lesions and "
                       "not for diagnosis[/yellow]")
+    if not verify:
+        console.print("[yellow]--no-verify: the bundle was not checked against its sidecar[/yellow]")
     from runtime.imageio import collect_images
 
-    collected = collect_images(inputs)
+    collected = collect_images(inputs, out)
+    options = {"mc_samples": predictor.mc_samples, "seed": seed, "mm_per_px": mm_per_px, "abcde": abcde,
+               "backend": backend.value, "verified": verify}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:
         task = bar.add_task("explaining", total=len(collected[0]))
-        outcomes = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
-                             collected=collected)
-    _summary_table(outcomes)
-    failed = [o for o in outcomes if o.status != "ok"]
-    console.print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed; reports in {out} (summary.csv)")
+        try:
+            summary = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
+                                collected=collected, options=options, force=force)
+        except MnetError as error:
+            bar.stop()
+            _fail(error)
+    _summary_table(summary.outcomes)
+    counts = {status: sum(o.status == status for o in summary.outcomes) for status in ("ok", "failed", "skipped")}
+    console.print(f"{counts['ok']} ok ({summary.resumed} already done), {counts['failed']} failed, "
+                  f"{counts['skipped']} skipped; reports in {out} (summary.csv)")
     if predictor.concepts is not None:
         from runtime.concepts import tcav_scores
 
-        scores = tcav_scores([o.result for o in outcomes if o.result is not None])
-        (out / "tcav.json").write_text(json.dumps(scores, indent=2))
-    if failed:
+        (out / "tcav.json").write_text(json.dumps(tcav_scores(summary.concepts), indent=2))
+    if summary.failed:
         raise typer.Exit(1)
+
+
+STATUS_STYLE = {"ok": "[green]ok[/green]", "skipped": "[yellow]skipped[/yellow]"}
 
 
 def _summary_table(outcomes):
@@ -79,7 +110,8 @@ def _summary_table(outcomes):
     table.columns[-1].overflow = "fold"
     for outcome in outcomes:
         row = outcome.row
-        table.add_row(Path(row["input"]).name, "[green]ok[/green]" if row["status"] == "ok" else "[red]failed[/red]",
+        status = STATUS_STYLE.get(row["status"], "[red]failed[/red]")
+        table.add_row(Path(row["input"]).name, status,
                       str(row["label"]), str(row["probability"]), str(row["explained_class"]),
                       "[red]yes[/red]" if row["flagged"] is True else "", escape(str(row["error"])))
     Console(stderr=True).print(table)

@@ -23,12 +23,13 @@ class ConceptScorer:
             for i, name in enumerate(self.names)}}
 
 
-def tcav_scores(results) -> dict:
-    """Per predicted class and concept: the share of images with a positive directional derivative."""
+def tcav_scores(concepts: list[dict]) -> dict:
+    """Per explained class and concept: the share of images with a positive directional derivative. `concepts`:
+    each image's `Result.concepts` (the report's "concepts")."""
     by_class: dict[str, list[dict]] = {}
-    for result in results:
-        if result.concepts:
-            by_class.setdefault(result.concepts["class"], []).append(result.concepts["scores"])
+    for scored in concepts:
+        if scored:
+            by_class.setdefault(scored["class"], []).append(scored["scores"])
     return {label: {"images": len(rows), "tcav": {
         concept: float(np.mean([row[concept]["directional_derivative"] > 0 for row in rows])) for concept in rows[0]}}
         for label, rows in by_class.items()}

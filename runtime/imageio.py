@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -14,13 +18,25 @@ from runtime.errors import ImageError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MIN_SIDE = 16
 MAX_PIXELS = 200_000_000
+EXIF_ORIENTATION = 0x0112
+EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP", "PNG")
+ORIENTATIONS = range(1, 9)
+SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode any common image file to an H x W x 3 RGB uint8 array.
+    """Decode any common image file to an H x W x 3 RGB uint8 array, turned upright as its EXIF orientation says.
 
     Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled to 8 bits.
     """
+    return read_image(path)[0]
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
+    """`load_image`, and what was learnt on the way: the format and the EXIF orientation applied.
+
+    The header is read first: a file that declares more pixels than MAX_PIXELS is refused before anything is
+    decoded. Any decoder failure becomes an ImageError naming the file."""
     path = Path(path)
     if not path.exists():
         raise ImageError(path, "file not found", "Check the path.")
@@ -28,12 +44,55 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(path, "is a folder, not an image", "Pass image files, or a folder that holds some.")
     if path.stat().st_size == 0:
         raise ImageError(path, "file is empty", "Copy the image again from its source.")
-    raw = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    header = probe(path)
+    try:
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    except Exception as error:
+        raise ImageError(path, f"the decoder failed ({str(error).splitlines()[0][:120]})",
+                         "Re-export it as JPEG or PNG.") from None
     if image is None:
         raise ImageError(path, "not a readable image (corrupt, truncated or not an image format)",
                          "Re-export it as JPEG or PNG.")
-    return to_rgb8(image, path)
+    rgb = upright(to_rgb8(image, path), header["exif_orientation"])
+    return rgb, header
+
+
+def probe(path: Path) -> dict:
+    """Format, size and EXIF orientation from the file's header alone (Pillow opens lazily, decodes nothing)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as handle:
+            width, height = handle.size
+            image_format = handle.format
+            orientation = int(handle.getexif().get(EXIF_ORIENTATION, 1)) if image_format in EXIF_FORMATS else 1
+    except Image.DecompressionBombError as error:
+        raise ImageError(path, f"its header declares too many pixels ({error}); it was not decoded",
+                         "Downscale it first.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+        raise ImageError(path, f"not a readable image ({type(error).__name__}: {str(error)[:120]})",
+                         "Re-export it as JPEG or PNG.") from None
+    if width * height > MAX_PIXELS:
+        raise ImageError(path, f"its header declares {width}x{height} px, more than {MAX_PIXELS:,} pixels; it was "
+                               "not decoded", "Downscale it first.")
+    return {"format": image_format, "width": width, "height": height,
+            "exif_orientation": orientation if orientation in ORIENTATIONS else 1}
+
+
+UPRIGHT = {
+    2: lambda image: image[:, ::-1],
+    3: lambda image: image[::-1, ::-1],
+    4: lambda image: image[::-1],
+    5: lambda image: image.transpose(1, 0, 2),
+    6: lambda image: np.rot90(image, k=-1),
+    7: lambda image: image.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda image: np.rot90(image, k=1),
+}
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) as image viewers do."""
+    return np.ascontiguousarray(UPRIGHT[orientation](image)) if orientation in UPRIGHT else image
 
 
 def to_rgb8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
@@ -75,19 +134,87 @@ def as_rgb_array(image: np.ndarray, source: str = "<array>") -> np.ndarray:
     return image
 
 
-def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Expand files and folders into image paths; folders without images are reported as problems."""
-    found: list[Path] = []
-    problems: list[tuple[Path, str]] = []
+@dataclass(frozen=True)
+class Found:
+    """An image to process, with the input root its output name is made from."""
+
+    path: Path
+    root: Path
+
+
+def collect_images(inputs: list[str | Path], exclude: Path | None = None) -> tuple[list[Found], list[tuple[Path, str]]]:
+    """Expand files and folders into images to process, and every other entry of a scanned folder with the reason
+    it is skipped (unsupported format, broken link, link loop, a folder named like an image). Links to folders
+    are not followed; `exclude` (the output folder) is not scanned. A folder without any image is a problem."""
+    found: list[Found] = []
+    skipped: list[tuple[Path, str]] = []
+    excluded = exclude.resolve() if exclude is not None and exclude.exists() else None
     for item in map(Path, inputs):
-        if item.is_dir():
-            images = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not images:
-                problems.append((item, f"{item}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})"))
-            found.extend(images)
-        else:
-            found.append(item)
-    return found, problems
+        if not item.is_dir():
+            found.append(Found(item, item.parent))
+            continue
+        before = len(found)
+        for folder, folders, files in os.walk(item, followlinks=False):
+            folders.sort()
+            for name in list(folders):
+                entry = Path(folder) / name
+                if excluded is not None and entry.resolve() == excluded:
+                    folders.remove(name)
+                elif entry.is_symlink():
+                    skipped.append((entry, "skipped: a link to a folder (links are not followed)"))
+                elif entry.suffix.lower() in IMAGE_SUFFIXES:
+                    skipped.append((entry, "skipped: a folder named like an image file (its contents are scanned)"))
+            for name in sorted(files):
+                entry = Path(folder) / name
+                reason = _skip_reason(entry)
+                if reason:
+                    skipped.append((entry, f"skipped: {reason}"))
+                else:
+                    found.append(Found(entry, item))
+        if len(found) == before:
+            skipped.append((item, f"failed: {item}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})"))
+    return found, skipped
+
+
+def _skip_reason(entry: Path) -> str | None:
+    try:
+        entry.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a link loop"
+        return "a broken link" if entry.is_symlink() else f"cannot be read ({error.strerror})"
+    if not entry.is_file():
+        return "not a regular file"
+    if entry.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"unsupported format ({entry.suffix or 'no extension'}); convert it to JPEG or PNG"
+    return None
+
+
+def output_names(found: list[Found]) -> list[str]:
+    """A distinct, file-system-safe name per input: its path relative to its input root without the extension,
+    lengthened by parent folders (then the extension) only where two inputs would share a name."""
+    parts = [list(entry.path.relative_to(entry.root).parts) if entry.path.is_relative_to(entry.root)
+             else [entry.path.name] for entry in found]
+    absolute = [entry.path.absolute().parts for entry in found]
+    depth = [len(p) for p in parts]
+    keep_suffix = [False] * len(found)
+
+    def name(index: int) -> str:
+        pieces = list(absolute[index][-depth[index]:]) if depth[index] > len(parts[index]) else parts[index]
+        last = pieces[-1] if keep_suffix[index] else Path(pieces[-1]).stem
+        return SAFE.sub("_", "__".join([*pieces[:-1], last]))
+
+    for _ in range(64):
+        names = [name(i) for i in range(len(found))]
+        clashes = [i for i, n in enumerate(names) if names.count(n) > 1]
+        if not clashes:
+            return names
+        for index in clashes:
+            if depth[index] < len(absolute[index]) - 1:
+                depth[index] += 1
+            else:
+                keep_suffix[index] = True
+    return [f"{n}-{i}" for i, n in enumerate(names)]
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

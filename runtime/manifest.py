@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -46,8 +47,13 @@ class Preprocessing:
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
             raise ManifestError(f"unknown interpolation {self.interpolation!r}; expected one of {INTERPOLATIONS}")
-        if self.image_size < 32:
-            raise ManifestError(f"image_size {self.image_size} is too small (at least 32 px)")
+        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 32:
+            raise ManifestError(f"image_size {self.image_size!r} is not a whole number of at least 32 px")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ManifestError(f"{name} {list(values)!r} is not 3 numbers (R, G, B)")
+        if not all(v > 0 for v in self.std):
+            raise ManifestError(f"std {list(self.std)!r} must be positive (the input is divided by it)")
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,13 @@ class Manifest:
     def __post_init__(self):
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             raise ManifestError(f"temperature {self.temperature!r} must be a positive number")
+        names = self.class_names
+        if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ManifestError(f"class_names {list(names)!r} must be distinct, non-empty names")
+        if not (isinstance(self.dropout_p, (int, float)) and 0 <= self.dropout_p < 1):
+            raise ManifestError(f"dropout_p {self.dropout_p!r} must be in [0, 1)")
+        if not (isinstance(self.mc_samples, int) and self.mc_samples >= 1):
+            raise ManifestError(f"mc_samples {self.mc_samples!r} must be a whole number of at least 1")
         ReferralRule.from_dict(self.referral, self.flag_threshold)
 
     @property
@@ -107,16 +120,19 @@ class Manifest:
                 f"{source}: manifest schema {raw['schema']} is newer than this toolkit reads "
                 f"({SCHEMA_VERSION}); upgrade melanomanet-edge"
             )
-        pre = raw.pop("preprocessing")
-        pre = Preprocessing(
-            image_size=int(pre["image_size"]),
-            mean=tuple(pre["mean"]),
-            std=tuple(pre["std"]),
-            interpolation=pre["interpolation"],
-        )
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        known["class_names"] = tuple(known.get("class_names", CLASS_NAMES))
-        return cls(preprocessing=pre, **known)
+        try:
+            pre = raw.pop("preprocessing")
+            pre = Preprocessing(image_size=pre["image_size"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                                interpolation=pre["interpolation"])
+            known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+            known["class_names"] = tuple(known.get("class_names", CLASS_NAMES))
+            return cls(preprocessing=pre, **known)
+        except ManifestError as error:
+            raise ManifestError(f"{source}: malformed manifest: {error}; re-export the model with mnet-export") \
+                from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ManifestError(f"{source}: malformed manifest ({type(error).__name__}: {error}); re-export the "
+                                "model with mnet-export") from None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -152,8 +168,8 @@ def read_sidecar(artifact: str | Path) -> tuple[Manifest, dict]:
     actual = sha256_file(artifact)
     if facts.get("sha256") != actual:
         raise ManifestError(
-            f"{artifact}: its sha256 {actual[:12]}… does not match the sidecar's "
-            f"{str(facts.get('sha256'))[:12]}…; the file changed after export: rebuild it with mnet-export"
+            f"{artifact}: its sha256 {actual} does not match the sidecar's {facts.get('sha256')}: the file changed "
+            "after export (damaged or tampered with); export it again with mnet-export"
         )
     manifest = Manifest.from_json(json.dumps(facts.pop(MANIFEST_KEY)), source=str(path))
     return manifest, facts

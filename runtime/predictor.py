@@ -10,10 +10,10 @@ import numpy as np
 
 from runtime.abcde.analyze import analyze_view, bounded_view, public
 from runtime.backends import Backend, open_backend
-from runtime.errors import MnetError
+from runtime.errors import ConfigError, MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
-from runtime.imageio import as_rgb_array, load_image
+from runtime.imageio import as_rgb_array, read_image
 from runtime.manifest import sha256_file
 from runtime.preprocess import preprocess
 from runtime.uncertainty import Uncertainty, draw_mc_mask, mc_uncertainty, softmax
@@ -38,6 +38,7 @@ class Result:
     concepts: dict | None = None
     referral: dict | None = None
     temperature: float = 1.0
+    input_info: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -52,14 +53,18 @@ class Result:
 
 class Predictor:
     def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
-                 seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None):
-        """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`."""
+                 seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None,
+                 verify: bool = True):
+        """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`.
+        `verify=False` runs an ONNX bundle without checking it against its sidecar; the report records it."""
         self.path = Path(model_path)
-        self.backend = backend if isinstance(backend, Backend) else open_backend(model_path, backend, threads)
+        self.backend = backend if isinstance(backend, Backend) else open_backend(model_path, backend, threads, verify)
         self.manifest = self.backend.manifest
-        self.mc_samples = mc_samples or self.manifest.mc_samples
-        if self.mc_samples < 1:
-            raise MnetError(f"--mc-samples must be at least 1, got {self.mc_samples}")
+        self.mc_samples = self.manifest.mc_samples if mc_samples is None else mc_samples
+        if not isinstance(self.mc_samples, int) or self.mc_samples < 1:
+            raise ConfigError(f"--mc-samples must be a whole number of at least 1, got {self.mc_samples}")
+        if mm_per_px is not None and not mm_per_px > 0:
+            raise ConfigError(f"--mm-per-px must be positive, got {mm_per_px}")
         self.seed = seed
         self.referral = self.manifest.referral_rule
         features = self.backend.input("mc_mask").shape[-1]
@@ -69,7 +74,8 @@ class Predictor:
         self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
                            "sha256": sha256_file(self.path), "backend": self.backend.name,
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
-                           "input_size": self.manifest.preprocessing.image_size}
+                           "input_size": self.manifest.preprocessing.image_size,
+                           "verified_against_sidecar": verify or isinstance(backend, Backend)}
         self.concepts = None
         if self.manifest.extra.get("concepts"):
             from runtime.concepts import ConceptScorer
@@ -87,10 +93,10 @@ class Predictor:
         timings = {}
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
-            rgb = load_image(image)
+            rgb, header = read_image(image)
         else:
             name = name or "<array>"
-            rgb = as_rgb_array(image, name)
+            rgb, header = as_rgb_array(image, name), {"format": "array", "exif_orientation": 1}
         timings["decode"] = _since(started)
         mark = time.perf_counter()
         tensor = preprocess(rgb, self.manifest.preprocessing)[None]
@@ -132,6 +138,7 @@ class Predictor:
                       abcde=analysis, alignment=alignment, lesion_mask=mask, timings_ms=timings,
                       model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
                       concepts=concepts, referral=referral, temperature=temperature,
+                      input_info={"format": header["format"], "exif_orientation": header["exif_orientation"]},
                       extra={"rgb": view, "mc_seed": self.seed})
 
     def _refer(self, uncertainty: Uncertainty, probabilities: np.ndarray) -> dict:

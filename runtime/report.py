@@ -23,6 +23,7 @@ def report_dict(result) -> dict:
         "schema": REPORT_SCHEMA,
         "image": result.image,
         "image_size": list(result.image_size),
+        "input": dict(result.input_info),
         "model": dict(result.model),
         "prediction": {
             "label": label,

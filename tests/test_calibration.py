@@ -21,7 +21,7 @@ from melanomanet.calibration import (
 from melanomanet.checkpoint import load_checkpoint
 from melanomanet.cli import app
 from melanomanet.evaluate import Evaluator
-from runtime.manifest import MANIFEST_KEY, Manifest
+from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess
 from runtime.referral import ReferralRule, uncertainty_scores
@@ -154,6 +154,7 @@ def test_bundles_without_calibration_run_as_before(bundle, tmp_path):
     entry.value = json.dumps(manifest)
     old = tmp_path / "old.onnx"
     onnx.save(model, str(old))
+    write_sidecar(old, Manifest.from_json(entry.value))
     image = SAMPLES / "ISIC_0034376.jpg"
     before = Predictor(old, abcde=False).predict(image)
     now = Predictor(bundle, abcde=False).predict(image)

@@ -53,7 +53,7 @@ def test_intermediate_layer_export_verifies(checkpoint, tmp_path):
 
 
 def test_bundle_is_self_contained_and_carries_the_manifest(bundle, checkpoint):
-    assert [p.name for p in bundle.parent.iterdir()] == [bundle.name]
+    assert sorted(p.name for p in bundle.parent.iterdir()) == [bundle.name, f"{bundle.name}.json"]  # no external data
     model = onnx.load(str(bundle))
     meta = {p.key: p.value for p in model.metadata_props}
     manifest = json.loads(meta[MANIFEST_KEY])

@@ -11,16 +11,20 @@ from pathlib import Path
 import torch
 
 from export.source import Source
-from export.spec import OUTPUT_NAMES, ExportSpec
+from export.spec import ExportSpec
 from export.wrappers import IntermediateLayerGraph, LastLayerGraph
 from melanomanet.model import intermediate_layers
-from runtime.errors import MnetError
-from runtime.manifest import MANIFEST_KEY, Manifest
+from runtime.contract import OUTPUTS
+from runtime.errors import ConfigError, MnetError
+from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
 
 
 def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None = None) -> Path:
     model = source.model
     layer = model.target_layer if not spec.intermediate else spec.cam_layer
+    if spec.intermediate and spec.dynamic_batch:
+        raise ConfigError("--dynamic-batch works with the last-layer export only (an inner layer's gradient is traced "
+                          "for a batch of 1); drop --dynamic-batch, or use --cam-layer last")
     if spec.intermediate and layer not in intermediate_layers(model):
         raise MnetError(f"--cam-layer {layer!r} is not a stage of {model.architecture}; use 'last' or one of: "
                         f"{', '.join(intermediate_layers(model))}")
@@ -39,7 +43,7 @@ def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None =
     with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(graph, example, dynamo=True, opset_version=spec.opset,
-                                    input_names=list(spec.input_names), output_names=list(OUTPUT_NAMES),
+                                    input_names=list(spec.input_names), output_names=list(OUTPUTS),
                                     dynamic_shapes=dynamic, verbose=False)
     manifest = bundle_manifest(source, spec, layer, program.model.graph.outputs, concepts)
     onnx_model = program.model_proto
@@ -49,6 +53,7 @@ def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None =
     temporary = out.with_name(out.name + ".tmp")
     onnx.save_model(onnx_model, str(temporary), save_as_external_data=False)
     temporary.replace(out)
+    write_sidecar(out, manifest)
     return out
 
 

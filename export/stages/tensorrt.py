@@ -11,8 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
-from export.spec import INPUT_CAM_CLASS, INPUT_IMAGE, INPUT_MC_MASK
 from runtime.backends.trt_support import gpu_identity, import_cudart, import_tensorrt
+from runtime.contract import CAM_CLASS, IMAGE, MC_MASK
 from runtime.errors import MnetError
 from runtime.imageio import IMAGE_SUFFIXES, load_image
 from runtime.manifest import Manifest, Preprocessing, sha256_file, write_sidecar
@@ -79,10 +79,10 @@ def build_engine(onnx_path: Path, manifest: Manifest, spec: EngineSpec, out: Pat
     profile = builder.create_optimization_profile()
     size = manifest.preprocessing.image_size
     features = int(manifest.outputs["embedding"][-1])
-    profile.set_shape(INPUT_IMAGE, *[(b, 3, size, size) for b in spec.batch])
-    profile.set_shape(INPUT_MC_MASK, *[(t, features) for t in spec.mc_samples])
+    profile.set_shape(IMAGE, *[(b, 3, size, size) for b in spec.batch])
+    profile.set_shape(MC_MASK, *[(t, features) for t in spec.mc_samples])
     if manifest.extra.get("cam_mode") == "intermediate":
-        profile.set_shape(INPUT_CAM_CLASS, *[(b,) for b in spec.batch])
+        profile.set_shape(CAM_CLASS, *[(b,) for b in spec.batch])
     config.add_optimization_profile(profile)
     if spec.int8:
         if spec.calib is None:
@@ -120,8 +120,8 @@ def _entropy_calibrator(trt, files, manifest, spec, features, cache: Path):
 
         def get_batch(self, names):
             try:
-                feed = {INPUT_IMAGE: next(images), INPUT_MC_MASK: mask,
-                        INPUT_CAM_CLASS: np.zeros(batch, np.int64)}
+                feed = {IMAGE: next(images), MC_MASK: mask,
+                        CAM_CLASS: np.zeros(batch, np.int64)}
             except StopIteration:
                 return None
             pointers = []

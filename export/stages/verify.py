@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from export.source import Source
-from export.spec import INPUT_CAM_CLASS, INPUT_IMAGE, INPUT_MC_MASK, Tolerances
+from export.spec import Tolerances
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
+from runtime.contract import CAM_CLASS, IMAGE, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample
 from runtime.imageio import IMAGE_SUFFIXES, load_image
 from runtime.preprocess import preprocess_batch
@@ -64,10 +65,10 @@ def _verify_batch(report, backend, source, batch, mask, tolerances, name):
         embedding = model.embed(model.forward_features(torch.from_numpy(batch)))
         logits = model.head(embedding).numpy()
     predicted = int(logits[0].argmax())
-    feed = {INPUT_IMAGE: batch, INPUT_MC_MASK: mask}
-    ones = {INPUT_IMAGE: batch, INPUT_MC_MASK: np.ones_like(mask[:1])}
-    if backend.input(INPUT_CAM_CLASS) is not None:
-        feed[INPUT_CAM_CLASS] = ones[INPUT_CAM_CLASS] = np.array([predicted], np.int64)
+    feed = {IMAGE: batch, MC_MASK: mask}
+    ones = {IMAGE: batch, MC_MASK: np.ones_like(mask[:1])}
+    if backend.input(CAM_CLASS) is not None:
+        feed[CAM_CLASS] = ones[CAM_CLASS] = np.array([predicted], np.int64)
     out = backend.infer(feed)
     all_keep = backend.infer(ones)
     with torch.no_grad():  # the head alone, on the exported embedding: backbone differences are checked apart

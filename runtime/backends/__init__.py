@@ -2,21 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from runtime.backends.base import Backend, TensorSpec
+from runtime.contract import check_graph
+from runtime.errors import BackendError, ManifestError
+from runtime.manifest import Manifest, read_sidecar, sidecar_path
 
 BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 
 
-def open_backend(path: str | Path, backend: str = "ort-cpu", threads: int = 0) -> Backend:
-    if backend == "tensorrt" or Path(path).suffix in (".engine", ".plan"):
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+def open_backend(path: str | Path, backend: str = "ort-cpu", threads: int = 0, verify: bool = True) -> Backend:
+    """Open `path` on `backend`. Every bundle is checked against its graph; with `verify`, an ONNX bundle is also
+    checked against its sidecar's sha256 and manifest (an engine always is: it has no embedded manifest)."""
+    engine = Path(path).suffix in ENGINE_SUFFIXES
+    if backend == "tensorrt" and not engine:
+        raise BackendError(f"{path}: --backend tensorrt runs a TensorRT engine file (.engine), not an ONNX "
+                           f"bundle; build one with `mnet-export trt {Path(path).name} -o model.engine`, or run the "
+                           "ONNX bundle with --backend ort-cpu, ort-cuda or ort-trt")
+    if engine:
         from runtime.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(path)
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+        opened: Backend = TensorRTBackend(path)
+    else:
+        from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(path, backend, threads)
+        opened = OnnxRuntimeBackend(path, backend, threads)
+        if verify:
+            verify_bundle(path, opened.manifest)
+    check_graph(opened)
+    return opened
+
+
+def verify_bundle(path: str | Path, embedded: Manifest) -> None:
+    """The file's sha256 must be its sidecar's, and the manifest inside it the sidecar's copy."""
+    if not sidecar_path(path).exists():
+        raise ManifestError(f"{path}: no sidecar {sidecar_path(path).name} beside it, so the bundle cannot be checked "
+                            "against the sha256 it was exported with. Keep the sidecar with the model (mnet-export "
+                            "writes both), or run it unchecked with --no-verify (Predictor(..., verify=False)), "
+                            "which the report records")
+    recorded, _ = read_sidecar(path)
+    if recorded != embedded:
+        changed = sorted(k for k in asdict(recorded) if asdict(recorded)[k] != asdict(embedded)[k])
+        raise ManifestError(f"{path}: the manifest inside the model differs from its sidecar's ({', '.join(changed)}): "
+                            "one of them was edited after export; re-export the model with mnet-export")
 
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "open_backend"]
