@@ -24,7 +24,7 @@ def bench(model: Path, backend: str = "ort-cpu", mc_samples: int | None = None, 
           batch: int = 8, repeats: int = 20, threads: int = 0) -> dict:
     predictor = Predictor(model, backend=backend, mc_samples=mc_samples, threads=threads)
     files = collect_images([images])[0] if images else []
-    pictures = [load_image(f) for f in files[:8]] or [_synthetic_image()]
+    pictures = [load_image(found.path) for found in files[:8]] or [_synthetic_image()]
     stages: dict[str, list[float]] = {}
     for index in range(repeats + 2):
         result = predictor.predict(pictures[index % len(pictures)])

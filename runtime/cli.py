@@ -143,6 +143,11 @@ def abcde(
             write_atomic(json_out, text.encode())
     if png_out:
         write_atomic(png_out, encode_png(overlay))
+    evolution = result.get("evolution")
+    if evolution is not None and not evolution["registration"]["registered"]:
+        console.print(f"[red]error:[/red] {escape(str(prior))} was not compared with {escape(str(image))}: "
+                      f"{escape(evolution['registration']['reason'])}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def abcde_table(result: dict) -> Table:
@@ -164,19 +169,20 @@ def abcde_table(result: dict) -> Table:
 
 def bench(
     model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
-    backend: BackendOpt = "ort-cpu",
-    mc_samples: Annotated[Optional[int], typer.Option(help="MC dropout samples T (default: the bundle's).")] = None,
+    backend: BackendOpt = BackendName.ort_cpu,
+    mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC dropout samples T (default: the "
+                                                      "bundle's).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder of images to time (default: a drawn lesion).")] = None,
-    batch: Annotated[int, typer.Option(help="Batch size for the throughput figure.")] = 8,
-    repeats: Annotated[int, typer.Option(help="Timed repetitions per figure.")] = 20,
-    threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime (0: all).")] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size for the throughput figure.")] = 8,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed repetitions per figure.")] = 20,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads for ONNX Runtime (0: all).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here.")] = None,
 ):
     """Latency per stage (p50/p95/p99), images per second at batch 1 and N, peak resident memory."""
     from runtime.bench import bench as run_bench
 
     try:
-        report = run_bench(model, backend, mc_samples, images, batch, repeats, threads)
+        report = run_bench(model, backend.value, mc_samples, images, batch, repeats, threads)
     except MnetError as error:
         _fail(error)
     table = Table("stage", "p50 ms", "p95 ms", "p99 ms",

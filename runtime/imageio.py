@@ -7,6 +7,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MIN_SIDE = 16
 MAX_PIXELS = 200_000_000
 EXIF_ORIENTATION = 0x0112
-EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP", "PNG")
+EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")  # a PNG's EXIF may follow its pixels: not read
 ORIENTATIONS = range(1, 9)
 SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_PILLOW_LIMIT_LIFTED = threading.Lock()
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -58,23 +60,27 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
 
 
 def probe(path: Path) -> dict:
-    """Format, size and EXIF orientation from the file's header alone (Pillow opens lazily, decodes nothing)."""
+    """Format, size and EXIF orientation from the file's header alone (Pillow opens lazily, decodes nothing).
+    Pillow's own pixel limit is lifted while it reads the header: MAX_PIXELS is the limit, checked here."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as handle:
-            width, height = handle.size
-            image_format = handle.format
-            orientation = int(handle.getexif().get(EXIF_ORIENTATION, 1)) if image_format in EXIF_FORMATS else 1
-    except Image.DecompressionBombError as error:
-        raise ImageError(path, f"its header declares too many pixels ({error}); it was not decoded",
-                         "Downscale it first.") from None
+        with _PILLOW_LIMIT_LIFTED:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as handle:
+                    width, height = handle.size
+                    image_format = handle.format
+                    if width * height > MAX_PIXELS:
+                        raise ImageError(path, f"its header declares {width}x{height} px, more than "
+                                               f"{MAX_PIXELS:,} pixels; it was not decoded", "Downscale it first.")
+                    orientation = int(handle.getexif().get(EXIF_ORIENTATION, 1)) \
+                        if image_format in EXIF_FORMATS else 1
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise ImageError(path, f"not a readable image ({type(error).__name__}: {str(error)[:120]})",
                          "Re-export it as JPEG or PNG.") from None
-    if width * height > MAX_PIXELS:
-        raise ImageError(path, f"its header declares {width}x{height} px, more than {MAX_PIXELS:,} pixels; it was "
-                               "not decoded", "Downscale it first.")
     return {"format": image_format, "width": width, "height": height,
             "exif_orientation": orientation if orientation in ORIENTATIONS else 1}
 

@@ -10,6 +10,9 @@ from runtime.abcde.shape import region
 REGISTRATION_SIDE = 256
 MIN_CORRELATION = 0.75
 GROWTH_AREA_RATIO = 1.2
+SCALE_RANGE = (1 / 1.35, 1.35)  # follow-ups are taken at (about) the same magnification
+MAX_ROTATION_DEG = 45.0
+MIN_OUTLINE_IOU = 0.5
 
 
 def register(prior_rgb: np.ndarray, current_rgb: np.ndarray, prior_mask: np.ndarray,
@@ -50,10 +53,36 @@ def register(prior_rgb: np.ndarray, current_rgb: np.ndarray, prior_mask: np.ndar
     to_small_current = np.diag([current_factor, current_factor, 1])
     from_small_prior = np.diag([1 / prior_factor, 1 / prior_factor, 1])
     matrix = np.linalg.inv(from_small_prior @ current_to_prior @ to_small_current)[:2]
-    return {"registered": True, "correlation": float(correlation),
-            "scale": float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))),
-            "rotation_deg": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
-            "shift_px": [float(matrix[0, 2]), float(matrix[1, 2])], "matrix": matrix.tolist()}
+    found = {"correlation": float(correlation), "scale": float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))),
+             "rotation_deg": float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
+             "shift_px": [float(matrix[0, 2]), float(matrix[1, 2])], "matrix": matrix.tolist(),
+             "outline_iou": outline_iou(prior_mask, current_mask, matrix)}
+    problems = implausible(found)
+    if problems:
+        reason = (f"the alignment found is not that of a follow-up ({'; '.join(problems)}): they may be "
+                  "different lesions")
+        return {"registered": False, **found, "reason": reason}
+    return {"registered": True, **found}
+
+
+def outline_iou(prior_mask: np.ndarray, current_mask: np.ndarray, matrix: np.ndarray) -> float:
+    """Overlap (intersection over union) of the two lesion outlines once the prior is aligned."""
+    height, width = current_mask.shape
+    warped = cv2.warpAffine(prior_mask, matrix, (width, height), flags=cv2.INTER_NEAREST)
+    union = np.count_nonzero(warped | current_mask)
+    return float(np.count_nonzero(warped & current_mask) / union) if union else 0.0
+
+
+def implausible(found: dict) -> list[str]:
+    """Why an alignment cannot be a follow-up of the same lesion (empty when it can)."""
+    problems = []
+    if not SCALE_RANGE[0] <= found["scale"] <= SCALE_RANGE[1]:
+        problems.append(f"scale {found['scale']:.2f} outside {SCALE_RANGE[0]:.2f}-{SCALE_RANGE[1]:.2f}")
+    if abs(found["rotation_deg"]) > MAX_ROTATION_DEG:
+        problems.append(f"rotation {found['rotation_deg']:.0f} deg beyond +-{MAX_ROTATION_DEG:.0f}")
+    if found["outline_iou"] < MIN_OUTLINE_IOU:
+        problems.append(f"lesion outlines overlap {found['outline_iou']:.2f} < {MIN_OUTLINE_IOU} after alignment")
+    return problems
 
 
 def _gray(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -68,11 +97,7 @@ def evolution(prior: dict, current: dict, registration: dict, prior_mask: np.nda
     if not registration["registered"]:
         return {"registration": registration, "changes": None, "growth": None,
                 "message": "registration failed: the two images could not be aligned, so no change is reported"}
-    matrix = np.array(registration["matrix"])
-    height, width = current_mask.shape
-    warped = cv2.warpAffine(prior_mask, matrix, (width, height), flags=cv2.INTER_NEAREST)
-    union = np.count_nonzero(warped | current_mask)
-    overlap = np.count_nonzero(warped & current_mask) / union if union else 0.0
+    overlap = registration["outline_iou"]
     area_ratio = current["segmentation"]["area_px"] / max(prior["segmentation"]["area_px"], 1)
     changes = {
         "area_ratio": area_ratio,
