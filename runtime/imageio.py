@@ -8,6 +8,7 @@ import re
 import struct
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def probe(path: Path) -> dict:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with _PILLOW_LIMIT_LIFTED:
+        with _PILLOW_LIMIT_LIFTED, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on corrupt metadata: the file is judged below
             limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 with Image.open(path) as handle:

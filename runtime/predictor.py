@@ -84,7 +84,7 @@ class Predictor:
 
     def class_index(self, name: str) -> int:
         if name not in self.manifest.class_names:
-            raise MnetError(f"unknown class {name!r}; the model's classes are {', '.join(self.manifest.class_names)}")
+            raise ConfigError(f"unknown class {name!r}; the model's classes are {', '.join(self.manifest.class_names)}")
         return self.manifest.class_names.index(name)
 
     def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
