@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,13 +19,17 @@ app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and Tenso
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 
+class Target(str, Enum):
+    tensorrt = "tensorrt"
+
+
 CheckpointArg = Annotated[Optional[Path], typer.Argument(help="A .safetensors checkpoint from `mnet train`.")]
 SeedOpt = Annotated[Optional[Path], typer.Option("--from-seed", help="A .pth released by the MelanomaNet "
                                                  "reference code (its trainer's dict or a bare state_dict; "
                                                  "read without running code).")]
 ArchOpt = Annotated[Optional[str], typer.Option(help="Architecture of --from-seed: efficientnet_v2_s, _m or _l "
                                               "(default: read off the weights).")]
-SizeOpt = Annotated[Optional[int], typer.Option(help="Input size in pixels (default: the checkpoint's).")]
+SizeOpt = Annotated[Optional[int], typer.Option(min=32, help="Input size in pixels (default: the checkpoint's).")]
 LayerOpt = Annotated[str, typer.Option(help="GradCAM++ target: 'last' (closed-form gradient, free) or a module "
                                        "name such as backbone.blocks.4 (backward pass in the graph).")]
 DynamicBatchOpt = Annotated[bool, typer.Option(help="Dynamic batch axis (last-layer export only).")]
@@ -74,7 +79,7 @@ def onnx(
     image_size: SizeOpt = None,
     cam_layer: LayerOpt = "last",
     dynamic_batch: DynamicBatchOpt = False,
-    opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10 parses up to 20).")] = 20,
+    opset: Annotated[int, typer.Option(min=18, max=20, help="ONNX opset (TensorRT 10 parses up to 20).")] = 20,
     from_seed: SeedOpt = None,
     arch: ArchOpt = None,
     cavs: CavsOpt = None,
@@ -124,13 +129,11 @@ def verify_command(
 @app.command()
 def check(
     model: Annotated[Path, typer.Argument(help="The .onnx file to check.")],
-    target: Annotated[str, typer.Option(help="Deployment target; 'tensorrt' (TensorRT 10 ONNX parser).")] = "tensorrt",
+    target: Annotated[Target, typer.Option(help="Deployment target: tensorrt (TensorRT 10 ONNX parser).")] = "tensorrt",
 ):
     """List the ops and attributes the target's ONNX parser does not support (runs on CPU)."""
     from export.stages.check import check_tensorrt
 
-    if target != "tensorrt":
-        fail(MnetError(f"unknown target {target!r}; only 'tensorrt' is known"))
     report = check_tensorrt(model)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
@@ -148,7 +151,7 @@ def trt(
     fp16: Annotated[bool, typer.Option(help="Allow FP16 kernels.")] = False,
     int8: Annotated[bool, typer.Option(help="INT8 with entropy calibration (needs --calib).")] = False,
     calib: Annotated[Optional[Path], typer.Option(help="Folder of calibration images.")] = None,
-    workspace: Annotated[float, typer.Option(help="Builder workspace in GB.")] = 2.0,
+    workspace: Annotated[float, typer.Option(min=0.1, help="Builder workspace in GB.")] = 2.0,
     batch: Annotated[str, typer.Option(help="Batch profile MIN:OPT:MAX.")] = "1:1:1",
     mc_samples: Annotated[str, typer.Option(help="MC-sample profile MIN:OPT:MAX.")] = "1:30:128",
 ):
@@ -163,7 +166,7 @@ def trt(
         path = build_engine(model, manifest, spec, out, log=console.print)
     except ToolMissing as missing:
         fail(missing, code=2)
-    except (MnetError, ValueError) as error:
+    except MnetError as error:
         fail(error)
     console.print(f"wrote {path} and {path.name}.json")
 

@@ -34,9 +34,9 @@ def progress_bar() -> Progress:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write (ISIC 2019 layout: images + GroundTruth CSV + truth/).")],
-    count: Annotated[int, typer.Option(help="Number of lesion images.")] = 400,
+    count: Annotated[int, typer.Option(min=1, help="Number of lesion images.")] = 400,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed draws the same images.")] = 0,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
     hairs: Annotated[bool, typer.Option(help="Draw hairs over some lesions.")] = True,
 ):
     """Draw synthetic dermoscopy-like lesions with known truth, in the ISIC 2019 layout."""
@@ -326,9 +326,9 @@ app.add_typer(concepts_app, name="concepts")
 @concepts_app.command("synth")
 def concepts_synth(
     out: Annotated[Path, typer.Argument(help="Folder for <concept>/positive and <concept>/negative images.")],
-    count: Annotated[int, typer.Option(help="Images per concept and polarity.")] = 60,
+    count: Annotated[int, typer.Option(min=2, help="Images per concept and polarity.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 224,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 224,
 ):
     """Draw concept sets with known truth: asymmetry, irregular_border, multicolor, large_diameter."""
     from melanomanet.concepts import CONCEPTS, write_concept_sets

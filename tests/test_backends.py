@@ -9,7 +9,7 @@ import pytest
 from export.stages.tensorrt import EngineSpec, calibration_batches, calibration_files, parse_range
 from runtime.backends.base import Backend, TensorSpec
 from runtime.backends.tensorrt import rebuild_command, sidecar_mismatch
-from runtime.errors import BackendError, ManifestError, MnetError
+from runtime.errors import BackendError, ConfigError, ManifestError, MnetError
 from runtime.manifest import Manifest, Preprocessing, read_sidecar, write_sidecar
 from tests.conftest import SAMPLES
 
@@ -38,7 +38,7 @@ def test_profile_ranges(text, expected):
 
 @pytest.mark.parametrize("text", ["8:4:1", "0:1:2", "1:2", "a:b:c"])
 def test_bad_profile_ranges_are_refused(text):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="MIN:OPT:MAX"):
         parse_range(text)
 
 

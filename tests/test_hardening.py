@@ -409,3 +409,28 @@ def test_constant_maps_are_compared_directly_not_correlated():
     assert name == "gradcampp_constant_abs" and value > limit and not larger
     name, value, limit, larger = map_agreement(ramp, ramp * 2 + 1, Tolerances())
     assert name == "gradcampp_pearson" and value == pytest.approx(1.0) and larger
+
+
+@pytest.mark.parametrize("application, command, message", [
+    (app, ["synth", "out", "--count", "0"], "--count"),
+    (app, ["synth", "out", "--size", "8"], "--size"),
+    (app, ["eval", "--data", "d", "--checkpoint", "c", "--split", "validation"], "--split"),
+    (app, ["eval", "--data", "d", "--checkpoint", "c", "--bootstrap", "-1"], "--bootstrap"),
+    (app, ["calibrate", "--checkpoint", "c", "--data", "d", "--score", "entropy"], "--score"),
+    (app, ["synth-ood", "out", "--count", "0"], "--count"),
+    (app, ["concepts", "synth", "out", "--count", "0"], "--count"),
+    (export_app, ["onnx", "c.safetensors", "--image-size", "8"], "--image-size"),
+    (export_app, ["onnx", "c.safetensors", "--opset", "9"], "--opset"),
+    (export_app, ["check", "m.onnx", "--target", "coreml"], "--target"),
+    (export_app, ["trt", "m.onnx", "--workspace", "0"], "--workspace"),
+])
+def test_every_command_refuses_a_wrong_value_in_one_line(application, command, message):
+    result = CliRunner().invoke(application, command)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert sum(line.startswith("Error") for line in result.output.splitlines()) == 1
+
+
+def test_a_bad_profile_range_exits_2_before_tensorrt_is_needed(bundle, tmp_path):
+    result = CliRunner().invoke(export_app, ["trt", str(bundle), "-o", str(tmp_path / "m.engine"), "--batch", "8:4:1"])
+    assert result.exit_code == 2 and "MIN:OPT:MAX" in result.output

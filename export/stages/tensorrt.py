@@ -13,7 +13,7 @@ import numpy as np
 
 from runtime.backends.trt_support import gpu_identity, import_cudart, import_tensorrt
 from runtime.contract import CAM_CLASS, IMAGE, MC_MASK
-from runtime.errors import MnetError
+from runtime.errors import ConfigError, MnetError
 from runtime.imageio import IMAGE_SUFFIXES, load_image
 from runtime.manifest import Manifest, Preprocessing, sha256_file, write_sidecar
 from runtime.preprocess import preprocess_batch
@@ -36,11 +36,14 @@ class EngineSpec:
 
 def parse_range(text: str) -> tuple[int, int, int]:
     """'MIN:OPT:MAX' (or a single number) -> a TensorRT optimisation-profile triple."""
-    parts = [int(p) for p in text.split(":")]
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        parts = []
     if len(parts) == 1:
         parts = parts * 3
     if len(parts) != 3 or not (1 <= parts[0] <= parts[1] <= parts[2]):
-        raise ValueError(f"expected MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+        raise ConfigError(f"expected MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
     return parts[0], parts[1], parts[2]
 
 
