@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import cv2
 import numpy as np
 
@@ -32,35 +30,8 @@ def resize(image_rgb: np.ndarray, size: int, interpolation: str) -> np.ndarray:
 
 
 def resize_antialiased(image_rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resampling with a triangle filter widened by the scale factor, as Pillow's
-    `Image.resize(..., BILINEAR)` does (which torchvision's `Resize` calls on PIL images):
-    horizontal pass first, each pass rounded to uint8."""
-    in_height, in_width = image_rgb.shape[:2]
-    index, weight = _triangle_taps(in_width, width)
-    horizontal = _apply_taps(image_rgb, index, weight, axis=1)
-    index, weight = _triangle_taps(in_height, height)
-    return _apply_taps(horizontal, index, weight, axis=0)
+    """Pillow's own `Image.resize(..., BILINEAR)` (a triangle filter widened by the scale factor), which
+    torchvision's `Resize` calls on PIL images: bit-exact with what the reference trained on, by construction."""
+    from PIL import Image
 
-
-def _apply_taps(image: np.ndarray, index: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
-    gathered = np.take(image, index, axis=axis).astype(np.float32)
-    if axis == 1:
-        out = np.einsum("hotc,ot->hoc", gathered, weight)
-    else:
-        out = np.einsum("otwc,ot->owc", gathered, weight)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-@lru_cache(maxsize=32)
-def _triangle_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    scale = in_size / out_size
-    support = max(scale, 1.0)
-    taps = int(np.ceil(support)) * 2 + 1
-    centers = (np.arange(out_size) + 0.5) * scale
-    first = np.floor(centers - support + 0.5).astype(np.int64)
-    index = first[:, None] + np.arange(taps)[None, :]
-    distance = (index + 0.5 - centers[:, None]) / support
-    weight = np.clip(1.0 - np.abs(distance), 0.0, None)
-    weight[(index < 0) | (index >= in_size)] = 0.0
-    weight /= weight.sum(axis=1, keepdims=True)
-    return np.clip(index, 0, in_size - 1), weight.astype(np.float32)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image_rgb)).resize((width, height), Image.BILINEAR))
