@@ -197,8 +197,25 @@ def bench(
         json_out.write_text(json.dumps(report, indent=2))
 
 
+def doctor():
+    """What is installed, which backends will work here, and the fix for each that will not. Exit 0 when the
+    runtime can run (ONNX Runtime on the CPU at least)."""
+    from runtime.doctor import diagnose
+
+    checks = diagnose()
+    table = Table("", "check", "found", "fix", title="mnet doctor")
+    table.columns[3].overflow = "fold"
+    for check in checks:
+        table.add_row("[green]ok[/green]" if check.ok else "[red]no[/red]", check.name, escape(check.detail),
+                      "" if check.ok else escape(check.fix))
+    Console().print(table)
+    if not checks[0].ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Attach the runtime commands to the `mnet` app."""
     app.command()(run)
     app.command()(abcde)
     app.command()(bench)
+    app.command()(doctor)

@@ -1,0 +1,77 @@
+"""`mnet doctor`: what is installed, which backends will work, and the fix for each that will not.
+
+Nothing heavy is imported to find out: versions come from package metadata, the GPU from nvidia-smi, and only
+onnxruntime (which the runtime needs anyway) is imported, to list its execution providers."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+PACKAGES = ("numpy", "opencv-python-headless", "pillow", "onnxruntime", "onnxruntime-gpu", "tensorrt",
+            "cuda-python", "torch", "timm", "onnx")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def installed(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def gpu_name() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+
+def onnxruntime_providers() -> list[str]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def diagnose() -> list[Check]:
+    versions = {package: installed(package) for package in PACKAGES}
+    providers = onnxruntime_providers()
+    gpu = gpu_name()
+    runtime_ready = bool(providers) and all(versions[p] for p in ("numpy", "opencv-python-headless", "pillow"))
+    engine_ready = bool(versions["tensorrt"] and versions["cuda-python"] and gpu)
+    return [
+        Check("runtime (ort-cpu)", runtime_ready and "CPUExecutionProvider" in providers,
+              f"onnxruntime {versions['onnxruntime'] or versions['onnxruntime-gpu'] or 'missing'}, providers: "
+              f"{', '.join(providers) or 'none'}", "pip install melanomanet-edge (installs onnxruntime, numpy, "
+                                                   "OpenCV and Pillow)"),
+        Check("GPU", gpu is not None, gpu or "no NVIDIA GPU found (nvidia-smi)",
+              "the GPU backends need an NVIDIA GPU and its driver; on a Jetson, JetPack provides both"),
+        Check("ort-cuda", "CUDAExecutionProvider" in providers, "CUDA execution provider",
+              "pip install onnxruntime-gpu in place of onnxruntime (on a Jetson: the wheel NVIDIA publishes for "
+              "JetPack, not PyPI's)"),
+        Check("ort-trt", "TensorrtExecutionProvider" in providers, "TensorRT execution provider",
+              "onnxruntime-gpu built with TensorRT, and TensorRT's libraries on the library path"),
+        Check("tensorrt (engines)", engine_ready,
+              f"tensorrt {versions['tensorrt'] or 'missing'}, cuda-python {versions['cuda-python'] or 'missing'}",
+              "pip install 'melanomanet-edge[gpu]' on a machine with an NVIDIA GPU (JetPack ships TensorRT), then "
+              "mnet-export trt model.onnx -o model.engine"),
+        Check("training and export", bool(versions["torch"] and versions["timm"] and versions["onnx"]),
+              f"torch {versions['torch'] or 'missing'}, timm {versions['timm'] or 'missing'}, "
+              f"onnx {versions['onnx'] or 'missing'}",
+              "pip install 'melanomanet-edge[train,export]' (not needed on the device)"),
+    ]

@@ -1,0 +1,24 @@
+"""`mnet doctor`: what it finds matches the installed packages; without ONNX Runtime it says how to fix it."""
+
+from importlib.metadata import version
+
+from typer.testing import CliRunner
+
+import runtime.doctor
+from melanomanet.cli import app
+
+
+def test_doctor_reports_what_is_installed_and_exits_0_when_the_runtime_can_run():
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    checks = {check.name: check for check in runtime.doctor.diagnose()}
+    assert checks["runtime (ort-cpu)"].ok and version("onnxruntime") in checks["runtime (ort-cpu)"].detail
+    assert checks["training and export"].ok and version("torch") in checks["training and export"].detail
+
+
+def test_doctor_names_the_fix_when_onnxruntime_is_missing(monkeypatch):
+    monkeypatch.setattr(runtime.doctor, "onnxruntime_providers", lambda: [])
+    monkeypatch.setattr(runtime.doctor, "gpu_name", lambda: None)
+    result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "pip install melanomanet-edge" in result.output and "no NVIDIA GPU found" in result.output
