@@ -107,7 +107,9 @@ STATUS_STYLE = {"ok": "[green]ok[/green]", "skipped": "[yellow]skipped[/yellow]"
 
 def _summary_table(outcomes):
     table = Table("input", "status", "label", "p", "heatmap of", "review", "note")
-    table.columns[-1].overflow = "fold"
+    for column in table.columns:
+        column.overflow = "fold"
+    table.columns[0].min_width = 16
     for outcome in outcomes:
         row = outcome.row
         status = STATUS_STYLE.get(row["status"], "[red]failed[/red]")
