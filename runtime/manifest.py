@@ -74,6 +74,7 @@ class Manifest:
     extra: dict = field(default_factory=dict)
     temperature: float = 1.0
     referral: dict = field(default_factory=dict)
+    model_card: str = ""
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self):

@@ -75,7 +75,8 @@ class Predictor:
                            "sha256": sha256_file(self.path), "backend": self.backend.name,
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
                            "input_size": self.manifest.preprocessing.image_size,
-                           "verified_against_sidecar": verify or isinstance(backend, Backend)}
+                           "verified_against_sidecar": verify or isinstance(backend, Backend),
+                           "model_card": self.manifest.model_card}
         self.concepts = None
         if self.manifest.extra.get("concepts"):
             from runtime.concepts import ConceptScorer

@@ -62,6 +62,7 @@ def test_bundle_is_self_contained_and_carries_the_manifest(bundle, checkpoint):
     assert manifest["source_sha256"] == load_source(checkpoint).sha256
     assert set(manifest["outputs"]) == {"logits", "mc_logits", "cam_activations", "cam_gradients", "embedding"}
     assert manifest["tolerances"]["logits_abs"] == 1e-4 and manifest["flag_threshold"] == 0.5
+    assert manifest["model_card"].startswith("docs/model-card.md")
     assert not any(node.op_type in ("Dropout", "Bernoulli", "RandomUniformLike") for node in model.graph.node)
 
 

@@ -71,7 +71,10 @@ def bundle_manifest(source: Source, spec: ExportSpec, layer: str, outputs, conce
     return source.manifest.with_updates(
         preprocessing=preprocessing, target_layer=layer, mc_samples=spec.mc_samples, outputs=shapes,
         source_sha256=source.sha256, tolerances=spec.as_dict()["tolerances"], tool_versions=tool_versions(),
-        extra=extra)
+        extra=extra, model_card=MODEL_CARD)
+
+
+MODEL_CARD = "docs/model-card.md of melanomanet-edge: intended use, training data, metrics, limits"
 
 
 def tool_versions() -> dict:
