@@ -30,7 +30,7 @@ demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check melanomanet export runtime tests benchmarks
+	$(VENV)/bin/ruff check melanomanet export runtime tests benchmarks studies scripts
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .benchmarks

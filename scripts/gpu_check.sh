@@ -56,7 +56,7 @@ for model in tf_efficientnetv2_b0@224 tf_efficientnetv2_b0@384 tf_efficientnetv2
 done
 
 elapsed "FastCAV study: recipes x synthetic draws"
-timeout $((study_seconds + 30)) python3 scripts/cav_study.py "$work/study" --deadline-s "$study_seconds" \
+timeout $((study_seconds + 30)) python3 studies/cav_study.py "$work/study" --deadline-s "$study_seconds" \
     --parallel 9 --workers 1
 pack
 elapsed "done"

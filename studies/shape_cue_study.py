@@ -3,7 +3,7 @@ outline)? Writes a two-class synthetic set in the ISIC 2019 layout (nevi, and me
 nevus-like subtype: the same size, colours and border, an asymmetric outline), trains on it with `mnet train`
 and prints the loss and validation accuracy per epoch. Chance is 0.5 and a loss of ln 2 = 0.693.
 
-    python scripts/shape_cue_study.py OUT [--count 800] [--size 128] [--epochs 30] [--batch-size 16] [--no-hairs]
+    python studies/shape_cue_study.py OUT [--count 800] [--size 128] [--epochs 30] [--batch-size 16] [--no-hairs]
 
 A model that cannot learn this cue on its own has no reason to give asymmetry a direction of its own in the
 embedding, which is what FastCAV looks for (README, FastCAV section).

@@ -3,7 +3,7 @@ synthetic draws: each (recipe, data seed) is synthesized, trained (`mnet train`)
 (`mnet concepts train` on the demo's concept sets, with embeddings at the size the model was trained at and at
 the demo's export size, 224 px), in parallel processes.
 
-    python scripts/cav_study.py OUT [--seeds 0,7,3] [--recipes demo,long128,long128_50ep,long224] [--deadline-s 600]
+    python studies/cav_study.py OUT [--seeds 0,7,3] [--recipes demo,long128,long128_50ep,long224] [--deadline-s 600]
 
 Writes OUT/cav_study.json (updated as each run finishes) and prints a table. Needs the `train` extra; a CUDA
 GPU makes the longer recipes take a minute instead of an hour.
