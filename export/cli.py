@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from runtime.backends.trt_support import ToolMissing
+from runtime.console import console, fail, guarded
 from runtime.errors import MnetError
 
 app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and TensorRT engines, verified against PyTorch.",
                   rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
 
 class Target(str, Enum):
     tensorrt = "tensorrt"
@@ -38,20 +36,11 @@ CalibrationOpt = Annotated[Optional[Path], typer.Option(help="A `mnet calibrate`
                                                         "rule go into the manifest.")]
 
 
-def fail(error: Exception, code: int | None = None):
-    code = getattr(error, "exit_code", 1) if code is None else code
-    console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def _source(checkpoint, seed, arch, image_size, calibration=None):
     from export.source import load_source, with_calibration
 
-    try:
-        source = load_source(checkpoint, seed, arch, image_size)
-        return with_calibration(source, calibration) if calibration else source
-    except MnetError as error:
-        fail(error)
+    source = guarded(lambda: load_source(checkpoint, seed, arch, image_size))
+    return guarded(lambda: with_calibration(source, calibration)) if calibration else source
 
 
 def _spec(source, image_size, cam_layer, dynamic_batch, opset):
@@ -164,8 +153,6 @@ def trt(
                           mc_samples=parse_range(mc_samples))
         manifest = OnnxRuntimeBackend(model).manifest
         path = build_engine(model, manifest, spec, out, log=console.print)
-    except ToolMissing as missing:
-        fail(missing, code=2)
     except MnetError as error:
         fail(error)
     console.print(f"wrote {path} and {path.name}.json")

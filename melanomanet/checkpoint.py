@@ -9,15 +9,12 @@ import torch
 
 from melanomanet import __version__
 from melanomanet.model import MelanomaNet, build_model
-from runtime.errors import ManifestError, MnetError
+from runtime.errors import CheckpointError, ManifestError
 from runtime.manifest import MANIFEST_KEY, Manifest, Preprocessing
 
 TRAIN_STATE_KEY = "mnet.train_state"
 OPTIMIZER_PREFIX = "optimizer."
 
-
-class CheckpointError(MnetError):
-    pass
 
 
 def make_manifest(model: MelanomaNet, image_size: int, trained_on: str, **fields) -> Manifest:

@@ -9,26 +9,20 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from melanomanet.options import Architecture, Loss, Optimizer, ReferralScore, Scheduler, Split
 from runtime.cli import register as register_runtime_commands
-from runtime.errors import MnetError
+from runtime.console import JsonOpt, console, guarded, progress_bar
 
 app = typer.Typer(help="MelanomaNet Edge: synthesize data, train, evaluate, and run explained predictions.",
                   rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
 
 ARCH_HELP = ("Backbone: timm's EfficientNetV2 (tf_efficientnetv2_ and b0, b1, b2, b3, s, m or l) or "
              "torchvision's in the reference's layout (efficientnet_v2_ and s, m or l).")
 
 
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console)
 
 
 @app.command()
@@ -163,7 +157,7 @@ def evaluate_command(
     data: Annotated[Path, typer.Option(help="ISIC-layout folder the checkpoint was trained on.")],
     checkpoint: Annotated[Path, typer.Option(help="A .safetensors checkpoint from `mnet train`.")],
     split: Annotated[Split, typer.Option(help="The training run's seeded 70/15/15 split to evaluate.")] = "test",
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this JSON file.")] = None,
+    json_out: JsonOpt = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Folder for predictions.csv (ISIC submission format), confusion.png and roc.png "
              "(default: eval_<split>/ beside the checkpoint).")] = None,
@@ -304,16 +298,6 @@ def synth_ood(
         task = bar.add_task("drawing", total=count, status="")
         kinds = write_ood_set(out, count, seed, size, progress=lambda: bar.advance(task))
     console.print(f"wrote {count} images to {out}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
-
-
-def guarded(action):
-    """Run a library call; a user-fixable problem becomes one red line and its exit code (2 for an option
-    that cannot be honoured, 1 otherwise)."""
-    try:
-        return action()
-    except MnetError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-        raise typer.Exit(error.exit_code) from None
 
 
 register_runtime_commands(app)

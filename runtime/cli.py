@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from runtime.console import BackendName, BackendOpt, JsonOpt, MmOpt, console, fail, progress_bar
 from runtime.errors import MnetError
-
-console = Console(stderr=True)
-
-class BackendName(str, Enum):
-    ort_cpu = "ort-cpu"
-    ort_cuda = "ort-cuda"
-    ort_trt = "ort-trt"
-    tensorrt = "tensorrt"
-
-
-def positive(value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value} is not positive: give the millimetres one pixel spans, e.g. 0.02")
-    return value
-
-
-BackendOpt = Annotated[BackendName, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or "
-                                                 "tensorrt (a .engine file).")]
-MmOpt = Annotated[Optional[float], typer.Option(callback=positive, help="Millimetres per pixel from the "
-                                                "dermatoscope's calibration (diameters in mm; > 0).")]
-
-
-def _fail(error: Exception):
-    console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-    raise typer.Exit(getattr(error, "exit_code", 1))
 
 
 def run(
@@ -70,7 +44,7 @@ def run(
         if class_name:
             predictor.class_index(class_name)
     except MnetError as error:
-        _fail(error)
+        fail(error)
     if predictor.manifest.is_demo:
         console.print("[yellow]demo weights trained on synthetic lesions: outputs are not about real lesions and "
                       "not for diagnosis[/yellow]")
@@ -81,15 +55,14 @@ def run(
     collected = collect_images(inputs, out)
     options = {"mc_samples": predictor.mc_samples, "seed": seed, "mm_per_px": mm_per_px, "abcde": abcde,
                "backend": backend.value, "verified": verify}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
+    with progress_bar(with_status=False) as bar:
         task = bar.add_task("explaining", total=len(collected[0]))
         try:
             summary = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
                                 collected=collected, options=options, force=force)
         except MnetError as error:
             bar.stop()
-            _fail(error)
+            fail(error)
     _summary_table(summary.outcomes)
     counts = {status: sum(o.status == status for o in summary.outcomes) for status in ("ok", "failed", "skipped")}
     console.print(f"{counts['ok']} ok ({summary.resumed} already done), {counts['failed']} failed, "
@@ -135,7 +108,7 @@ def abcde(
     try:
         result, overlay = analyze_files(image, prior, mm_per_px)
     except MnetError as error:
-        _fail(error)
+        fail(error)
     text = json.dumps(result, indent=2)
     if json_out == Path("-"):
         print(text)
@@ -178,7 +151,7 @@ def bench(
     batch: Annotated[int, typer.Option(min=1, help="Batch size for the throughput figure.")] = 8,
     repeats: Annotated[int, typer.Option(min=1, help="Timed repetitions per figure.")] = 20,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for ONNX Runtime (0: all).")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here.")] = None,
+    json_out: JsonOpt = None,
 ):
     """Latency per stage (p50/p95/p99), images per second at batch 1 and N, peak resident memory."""
     from runtime.bench import bench as run_bench
@@ -186,7 +159,7 @@ def bench(
     try:
         report = run_bench(model, backend.value, mc_samples, images, batch, repeats, threads)
     except MnetError as error:
-        _fail(error)
+        fail(error)
     table = Table("stage", "p50 ms", "p95 ms", "p99 ms",
                   title=f"{model.name} on {report['backend']}, T={report['mc_samples']}")
     for stage, figures in report["stages_ms"].items():

@@ -1,4 +1,5 @@
-"""Errors the runtime raises: each names the file at fault and how to fix it."""
+"""The one error hierarchy: every user-facing error derives from `MnetError`, names the file at fault and how to
+fix it, and carries the exit code a command ends with (`runtime.console.fail`)."""
 
 from __future__ import annotations
 
@@ -27,5 +28,19 @@ class BackendError(MnetError):
 
 class ConfigError(MnetError):
     """An option or configuration value that cannot be honoured: a usage error, exit code 2 like click's."""
+
+    exit_code = 2
+
+
+class CheckpointError(MnetError):
+    """A checkpoint that is missing, unreadable, refused (a pickle) or does not fit the architecture."""
+
+
+class DatasetError(MnetError):
+    """An ISIC-layout folder that cannot be used: no ground truth, missing images, an empty split."""
+
+
+class ToolMissing(MnetError):
+    """TensorRT, cuda-python or a GPU is missing: the command cannot run on this machine (exit code 2)."""
 
     exit_code = 2

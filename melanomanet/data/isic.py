@@ -8,15 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import MnetError
+from runtime.errors import DatasetError
 from runtime.manifest import CLASS_NAMES
 
 GROUND_TRUTH_NAMES = ("ISIC_2019_Training_GroundTruth.csv",)
 SPLITS = ("train", "val", "test")
 
-
-class DatasetError(MnetError):
-    pass
 
 
 @dataclass(frozen=True)

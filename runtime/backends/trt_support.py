@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.errors import MnetError
-
-
-class ToolMissing(MnetError):
-    """TensorRT, cuda-python or a GPU is missing (commands exit with code 2)."""
-
+from runtime.errors import BackendError, ToolMissing
 
 INSTALL_HINT = ("TensorRT engines are built and run on the machine that uses them (an NVIDIA GPU with TensorRT 10): "
                 "install the `gpu` extra there (pip install 'melanomanet-edge[gpu]', or JetPack's TensorRT on a "
@@ -38,7 +33,7 @@ def check_cuda(result):
     """cuda-python calls return (status, *values); raise on a bad status, return the values."""
     status, *values = result if isinstance(result, tuple) else (result,)
     if int(status) != 0:
-        raise MnetError(f"CUDA call failed: {status}")
+        raise BackendError(f"CUDA call failed: {status}")
     return values[0] if len(values) == 1 else values
 
 
