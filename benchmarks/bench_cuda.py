@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.conftest import IMAGE, record
+from benchmarks.conftest import SAMPLE_IMAGE, record
 from benchmarks.reference import ReferencePipeline
+from runtime.contract import CAM_ACTIVATIONS, CAM_GRADIENTS, IMAGE, LOGITS, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample_all
 from runtime.imageio import load_image
 from runtime.predictor import Predictor
@@ -80,9 +81,9 @@ def _backend(setup, side: str):
 
 def _feed(setup, samples: int, batch: int = 1) -> dict:
     spec = setup["backends"]["ours"].manifest.preprocessing
-    image = preprocess(load_image(IMAGE), spec)
-    return {"image": np.repeat(image[None], batch, axis=0),
-            "mc_mask": draw_mc_mask(samples, setup["features"], 0.3, 0)}
+    image = preprocess(load_image(SAMPLE_IMAGE), spec)
+    return {IMAGE: np.repeat(image[None], batch, axis=0),
+            MC_MASK: draw_mc_mask(samples, setup["features"], 0.3, 0)}
 
 
 @pytest.mark.parametrize("side", ["ours", "ours-fp16", "reference"])
@@ -90,7 +91,7 @@ def test_cuda_forward(benchmark, cuda_setup, side):
     record(benchmark, f"{DEVICE.type} forward {cuda_setup['key']}", side)
     if side == "reference":
         reference = cuda_setup["reference"]
-        timed(benchmark, reference.forward, reference.preprocess(IMAGE))
+        timed(benchmark, reference.forward, reference.preprocess(SAMPLE_IMAGE))
     else:
         timed(benchmark, _backend(cuda_setup, side).infer, _feed(cuda_setup, 1))
 
@@ -101,7 +102,7 @@ def test_cuda_mc(benchmark, cuda_setup, side, samples):
     record(benchmark, f"{DEVICE.type} mc T={samples} {cuda_setup['key']}", side)
     if side == "reference":
         reference = cuda_setup["reference"]
-        timed(benchmark, reference.mc_dropout, reference.preprocess(IMAGE), samples, rounds=5)
+        timed(benchmark, reference.mc_dropout, reference.preprocess(SAMPLE_IMAGE), samples, rounds=5)
     else:
         timed(benchmark, _backend(cuda_setup, side).infer, _feed(cuda_setup, samples))
 
@@ -113,7 +114,7 @@ def test_cuda_explain_all_classes(benchmark, cuda_setup, side):
     size = cuda_setup["size"]
     if side == "reference":
         reference = cuda_setup["reference"]
-        tensor = reference.preprocess(IMAGE)
+        tensor = reference.preprocess(SAMPLE_IMAGE)
 
         def explain():
             reference.forward(tensor)
@@ -126,7 +127,7 @@ def test_cuda_explain_all_classes(benchmark, cuda_setup, side):
 
     def explain():
         outputs = backend.infer(feed)
-        return upsample_all(gradcampp_maps(outputs["cam_activations"][0], outputs["cam_gradients"][0]), size, size)
+        return upsample_all(gradcampp_maps(outputs[CAM_ACTIVATIONS][0], outputs[CAM_GRADIENTS][0]), size, size)
 
     timed(benchmark, explain)
 
@@ -138,7 +139,7 @@ def test_cuda_batch(benchmark, cuda_setup, side):
     feed = _feed(cuda_setup, 30, BATCH)
     if side == "reference":
         reference = cuda_setup["reference"]
-        tensor = torch.from_numpy(feed["image"]).to(DEVICE)
+        tensor = torch.from_numpy(feed[IMAGE]).to(DEVICE)
 
         def explain():
             predicted = reference.forward(tensor).argmax(1).tolist()
@@ -151,9 +152,9 @@ def test_cuda_batch(benchmark, cuda_setup, side):
 
     def explain():
         outputs = backend.infer(feed)
-        predicted = outputs["logits"].argmax(1)
-        gradients = outputs["cam_gradients"][0]
-        return [gradcampp_maps(outputs["cam_activations"][i], gradients[predicted[i]:predicted[i] + 1])
+        predicted = outputs[LOGITS].argmax(1)
+        gradients = outputs[CAM_GRADIENTS][0]
+        return [gradcampp_maps(outputs[CAM_ACTIVATIONS][i], gradients[predicted[i]:predicted[i] + 1])
                 for i in range(BATCH)]
 
     timed(benchmark, explain)
@@ -165,8 +166,8 @@ def test_cuda_end_to_end(benchmark, cuda_setup, side, abcde):
     """From the image file to the JSON report: probabilities, T=10 MC, GradCAM++ (and ABCD on the CPU)."""
     record(benchmark, f"{DEVICE.type} end to end {'with' if abcde else 'without'} ABCD {cuda_setup['key']}", side)
     if side == "reference":
-        timed(benchmark, cuda_setup["reference"].explain, IMAGE, abcde, rounds=5)
+        timed(benchmark, cuda_setup["reference"].explain, SAMPLE_IMAGE, abcde, rounds=5)
         return
     predictor = Predictor(cuda_setup["checkpoint"], backend=_backend(cuda_setup, side), mc_samples=10,
                           abcde=abcde)
-    timed(benchmark, lambda: json.dumps(predictor.predict(IMAGE).to_dict()))
+    timed(benchmark, lambda: json.dumps(predictor.predict(SAMPLE_IMAGE).to_dict()))

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.conftest import IMAGE, INTERMEDIATE_LAYER, record
+from benchmarks.conftest import INTERMEDIATE_LAYER, SAMPLE_IMAGE, record
 from benchmarks.reference import ReferencePipeline
 from runtime.abcde.analyze import analyze
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
+from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample, upsample_all
 from runtime.imageio import load_image
 from runtime.panel import render_panel
@@ -24,8 +25,8 @@ from runtime.uncertainty import draw_mc_mask
 
 def _feed(setup, samples: int) -> tuple[OnnxRuntimeBackend, dict]:
     backend = OnnxRuntimeBackend(setup["bundle"])
-    tensor = preprocess(load_image(IMAGE), backend.manifest.preprocessing)[None]
-    return backend, {"image": tensor, "mc_mask": draw_mc_mask(samples, setup["model"].num_features, 0.3, 0)}
+    tensor = preprocess(load_image(SAMPLE_IMAGE), backend.manifest.preprocessing)[None]
+    return backend, {IMAGE: tensor, MC_MASK: draw_mc_mask(samples, setup["model"].num_features, 0.3, 0)}
 
 
 def _reference(setup, samples: int = 10) -> ReferencePipeline:
@@ -35,12 +36,12 @@ def _reference(setup, samples: int = 10) -> ReferencePipeline:
 def test_preprocess_ours(benchmark, setup):
     record(benchmark, f"preprocess {setup['key']}", "ours")
     spec = OnnxRuntimeBackend(setup["bundle"]).manifest.preprocessing
-    benchmark(lambda: preprocess(load_image(IMAGE), spec))
+    benchmark(lambda: preprocess(load_image(SAMPLE_IMAGE), spec))
 
 
 def test_preprocess_reference(benchmark, setup):
     record(benchmark, f"preprocess {setup['key']}", "reference")
-    benchmark(_reference(setup).preprocess, IMAGE)
+    benchmark(_reference(setup).preprocess, SAMPLE_IMAGE)
 
 
 def test_forward_ours(benchmark, setup):
@@ -52,7 +53,7 @@ def test_forward_ours(benchmark, setup):
 def test_forward_reference(benchmark, setup):
     record(benchmark, f"forward {setup['key']}", "reference")
     reference = _reference(setup)
-    benchmark(reference.forward, reference.preprocess(IMAGE))
+    benchmark(reference.forward, reference.preprocess(SAMPLE_IMAGE))
 
 
 @pytest.mark.parametrize("samples", [1, 10, 30, 100])
@@ -68,7 +69,7 @@ def test_mc_reference(benchmark, setup, samples):
         pytest.skip("T=100 full passes of the larger backbone: measured for b0 only to bound the run")
     record(benchmark, f"mc T={samples} {setup['key']}", "reference")
     reference = _reference(setup)
-    tensor = reference.preprocess(IMAGE)
+    tensor = reference.preprocess(SAMPLE_IMAGE)
     benchmark.pedantic(reference.mc_dropout, args=(tensor, samples), rounds=3, iterations=1)
 
 
@@ -81,7 +82,7 @@ def test_gradcampp_all_classes_ours(benchmark, setup):
     size = setup["size"]
 
     def maps():
-        return upsample_all(gradcampp_maps(outputs["cam_activations"][0], outputs["cam_gradients"][0]), size, size)
+        return upsample_all(gradcampp_maps(outputs[CAM_ACTIVATIONS][0], outputs[CAM_GRADIENTS][0]), size, size)
 
     benchmark(maps)
 
@@ -89,7 +90,7 @@ def test_gradcampp_all_classes_ours(benchmark, setup):
 def test_gradcampp_all_classes_reference(benchmark, setup):
     record(benchmark, f"gradcampp last, all classes {setup['key']}", "reference")
     reference = _reference(setup)
-    tensor = reference.preprocess(IMAGE)
+    tensor = reference.preprocess(SAMPLE_IMAGE)
     benchmark.pedantic(lambda: [reference.gradcampp(tensor, c) for c in range(9)], rounds=3, iterations=1)
 
 
@@ -109,11 +110,11 @@ def test_gradcampp_intermediate_ours(benchmark, setup, intermediate_bundle):
     record(benchmark, f"gradcampp {INTERMEDIATE_LAYER}, one class {setup['key']}", "ours")
     backend = OnnxRuntimeBackend(intermediate_bundle)
     _, feed = _feed(setup, 10)
-    feed["cam_class"] = np.array([0], np.int64)
+    feed[CAM_CLASS] = np.array([0], np.int64)
 
     def explain():
         outputs = backend.infer(feed)
-        return upsample(gradcampp_maps(outputs["cam_activations"][0], outputs["cam_gradients"][0])[0], 600, 450)
+        return upsample(gradcampp_maps(outputs[CAM_ACTIVATIONS][0], outputs[CAM_GRADIENTS][0])[0], 600, 450)
 
     benchmark(explain)
 
@@ -121,26 +122,26 @@ def test_gradcampp_intermediate_ours(benchmark, setup, intermediate_bundle):
 def test_gradcampp_intermediate_reference(benchmark, setup, intermediate_bundle):
     record(benchmark, f"gradcampp {INTERMEDIATE_LAYER}, one class {setup['key']}", "reference")
     reference = _reference(setup)
-    tensor = reference.preprocess(IMAGE)
+    tensor = reference.preprocess(SAMPLE_IMAGE)
     layer = setup["model"].get_submodule(INTERMEDIATE_LAYER)
     benchmark.pedantic(lambda: reference.gradcampp(tensor, 0, layer), rounds=5, iterations=1)
 
 
 def test_abcde_ours(benchmark, one_thread):
     record(benchmark, "abcde A-D 600x450, one core", "ours")
-    image = load_image(IMAGE)
+    image = load_image(SAMPLE_IMAGE)
     benchmark(analyze, image)
 
 
 def test_abcde_reference(benchmark, one_thread):
     record(benchmark, "abcde A-D 600x450, one core", "reference")
-    image = load_image(IMAGE)
+    image = load_image(SAMPLE_IMAGE)
     benchmark.pedantic(ReferencePipeline.abcde, args=(image,), rounds=3, iterations=1)
 
 
 def test_report_writing_ours(benchmark, setup, tmp_path):
     record(benchmark, f"report JSON + PNG panel {setup['key']}", "ours")
-    result = Predictor(setup["bundle"], mc_samples=10).predict(IMAGE)
+    result = Predictor(setup["bundle"], mc_samples=10).predict(SAMPLE_IMAGE)
 
     def write():
         (tmp_path / "r.json").write_text(json.dumps(result.to_dict()))
@@ -153,13 +154,13 @@ def test_end_to_end_ours(benchmark, setup):
     """Probabilities, T=10 MC, GradCAM++, ABCDE and the JSON report, from the image file."""
     record(benchmark, f"end to end {setup['key']}", "ours")
     predictor = Predictor(setup["bundle"], mc_samples=10)
-    benchmark(lambda: json.dumps(predictor.predict(IMAGE).to_dict()))
+    benchmark(lambda: json.dumps(predictor.predict(SAMPLE_IMAGE).to_dict()))
 
 
 def test_end_to_end_reference(benchmark, setup):
     record(benchmark, f"end to end {setup['key']}", "reference")
     reference = _reference(setup)
-    benchmark.pedantic(reference.explain, args=(IMAGE,), rounds=3, iterations=1)
+    benchmark.pedantic(reference.explain, args=(SAMPLE_IMAGE,), rounds=3, iterations=1)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
-IMAGE = SAMPLES / "ISIC_0034376.jpg"
+SAMPLE_IMAGE = SAMPLES / "ISIC_0034376.jpg"
 ARCHS = os.environ.get("MNET_BENCH_ARCHS", "tf_efficientnetv2_b0,tf_efficientnetv2_s").split(",")
 SIZES = [int(s) for s in os.environ.get("MNET_BENCH_SIZES", "224,384").split(",")]
 INTERMEDIATE_LAYER = "backbone.blocks.4"

@@ -53,7 +53,7 @@ def _spec(source, image_size, cam_layer, dynamic_batch, opset):
 def _concepts(cavs: Optional[Path], source, image_size: int):
     if cavs is None:
         return None
-    from melanomanet.concepts import bundle_concepts
+    from export.concepts import bundle_concepts
 
     try:
         return bundle_concepts(cavs, source, image_size)

@@ -26,10 +26,9 @@ from melanomanet.calibration import (
 from melanomanet.challenge import bootstrap_intervals, challenge_metrics, official_scores, write_probability_csv
 from melanomanet.checkpoint import load_checkpoint
 from melanomanet.data.dataset import IsicDataset, collate_skipping
-from melanomanet.data.isic import DatasetError
+from melanomanet.data.isic import DatasetError, prepare_data
 from melanomanet.metrics import classification_report
 from melanomanet.plots import confusion_png, reliability_png, risk_coverage_png, roc_png
-from melanomanet.train import TrainConfig, prepare_data
 from runtime.errors import ImageError
 from runtime.imageio import load_image
 from runtime.manifest import sha256_file
@@ -62,9 +61,7 @@ class Evaluator:
         self.mc_mask = torch.from_numpy(mask).to(self.device)
 
     def split(self, data: str, split: str, skip_missing: bool = False) -> tuple[Outputs, int]:
-        image_root, labels, splits, missing = prepare_data(
-            TrainConfig(data=data, out="", seed=int(self.manifest.extra.get("split_seed", 0)),
-                        skip_missing=skip_missing))
+        image_root, labels, splits, missing = prepare_data(data, self.manifest.split_seed, skip_missing)
         indices = splits[split]
         if len(indices) == 0:
             raise DatasetError(f"{data}: the {split} split is empty ({len(labels.images)} labelled images in all); "

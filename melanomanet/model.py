@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -65,14 +63,10 @@ def _build_backbone(architecture: str, pretrained: bool = False) -> tuple[nn.Mod
 
 
 def build_model(architecture: str, num_classes: int = 9, dropout: float = DEFAULT_DROPOUT,
-                init_weights: str | Path | None = None, pretrained: bool = False) -> MelanomaNet:
-    """A fresh model; `init_weights` is a local safetensors or .pth file, `pretrained` ImageNet weights."""
-    model = MelanomaNet(architecture, num_classes, dropout, pretrained)
-    if init_weights is not None:
-        from melanomanet.checkpoint import load_initial_weights
-
-        load_initial_weights(model, init_weights)
-    return model
+                pretrained: bool = False) -> MelanomaNet:
+    """A fresh model; `pretrained`: the backbone's ImageNet weights (local cache or a reachable hub). Weights
+    from a local file are the trainer's business (`melanomanet.checkpoint.load_initial_weights`)."""
+    return MelanomaNet(architecture, num_classes, dropout, pretrained)
 
 
 def intermediate_layers(model: MelanomaNet) -> list[str]:

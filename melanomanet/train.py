@@ -15,20 +15,13 @@ from torch import nn
 from melanomanet.checkpoint import (
     OPTIMIZER_PREFIX,
     TRAIN_STATE_KEY,
+    load_initial_weights,
     make_manifest,
     read_checkpoint,
     save_checkpoint,
 )
 from melanomanet.data.dataset import IsicDataset, collate_skipping
-from melanomanet.data.isic import (
-    DatasetError,
-    class_weights,
-    find_ground_truth,
-    find_missing,
-    missing_images_message,
-    read_ground_truth,
-    stratified_split,
-)
+from melanomanet.data.isic import DatasetError, class_weights, prepare_data
 from melanomanet.distributed import Distributed
 from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
@@ -95,22 +88,6 @@ class FocalLoss(nn.Module):
         return focal.mean()
 
 
-def prepare_data(config: TrainConfig):
-    root = Path(config.data)
-    labels = read_ground_truth(find_ground_truth(root))
-    image_root = root if root.is_dir() else root.parent
-    missing = find_missing(image_root, labels)
-    splits = stratified_split(labels.targets, config.seed)
-    if missing:
-        if not config.skip_missing:
-            raise DatasetError(missing_images_message(image_root, missing, len(labels.images)))
-        present = ~np.isin(np.asarray(labels.images), missing)
-        splits = {name: idx[present[idx]] for name, idx in splits.items()}
-        if len(splits["train"]) == 0:
-            raise DatasetError(f"{image_root}: every listed image is missing; nothing to train on")
-    return image_root, labels, splits, missing
-
-
 def make_criterion(config: TrainConfig, weights: torch.Tensor | None) -> nn.Module:
     if config.loss == Loss.focal:
         return FocalLoss(weights, config.focal_gamma)
@@ -175,14 +152,15 @@ def train(config: TrainConfig, progress=None) -> dict:
 def _train(config: TrainConfig, dist: Distributed, progress) -> dict:
     torch.manual_seed(config.seed)
     device = dist.device
-    image_root, labels, splits, missing = prepare_data(config)
+    image_root, labels, splits, missing = prepare_data(config.data, config.seed, config.skip_missing)
     if len(splits["val"]) == 0:
         raise DatasetError(f"{config.data}: the validation split is empty ({len(labels.images)} labelled images); "
                            "training needs enough images per class for a 70/15/15 split")
-    model = build_model(config.arch, len(CLASS_NAMES), config.dropout, config.init_weights, config.pretrained)
-    manifest = make_manifest(model, config.image_size, config.trained_on,
-                             extra={"split_seed": config.seed, "train_config": asdict(config),
-                                    "world_size": dist.world_size})
+    model = build_model(config.arch, len(CLASS_NAMES), config.dropout, config.pretrained)
+    if config.init_weights:
+        load_initial_weights(model, config.init_weights)
+    manifest = make_manifest(model, config.image_size, config.trained_on, split_seed=config.seed,
+                             extra={"train_config": asdict(config), "world_size": dist.world_size})
     train_loader, val_loader, sampler = make_loaders(config, image_root, labels, splits, manifest.preprocessing,
                                                      dist)
     weights = torch.from_numpy(class_weights(labels.targets[splits["train"]])).to(device) \

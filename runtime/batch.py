@@ -51,7 +51,7 @@ def write_outputs(result, out: Path, stem: str, input_sha256: str | None = None)
     """Heatmap and panel, then the report JSON last: a JSON on disk means a complete set of outputs."""
     heatmap_name = f"{stem}.gradcampp.png"
     write_atomic(out / heatmap_name, cv2.imencode(".png", np.uint8(np.clip(result.heatmap, 0, 1) * 255))[1].tobytes())
-    result.extra["heatmap_file"] = heatmap_name
+    result.heatmap_file = heatmap_name
     write_atomic(out / f"{stem}.png", encode_png(render_panel(result)))
     report = result.to_dict()
     if input_sha256 is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps
 from runtime.imageio import collect_images, load_image
 from runtime.predictor import Predictor
@@ -47,16 +48,16 @@ def bench(model: Path, backend: str = "ort-cpu", mc_samples: int | None = None, 
 
 
 def _throughput(predictor: Predictor, tensors: np.ndarray, repeats: int) -> dict:
-    feed = {"image": tensors, "mc_mask": predictor.mc_mask}
-    if predictor.backend.input("cam_class") is not None:
-        feed["cam_class"] = np.zeros(len(tensors), np.int64)
+    feed = {IMAGE: tensors, MC_MASK: predictor.mc_mask}
+    if predictor.backend.input(CAM_CLASS) is not None:
+        feed[CAM_CLASS] = np.zeros(len(tensors), np.int64)
     predictor.backend.infer(feed)
     start = time.perf_counter()
     for _ in range(repeats):
         outputs = predictor.backend.infer(feed)
-        gradients = outputs["cam_gradients"]
+        gradients = outputs[CAM_GRADIENTS]
         for index in range(len(tensors)):
-            gradcampp_maps(outputs["cam_activations"][index], gradients[min(index, len(gradients) - 1)])
+            gradcampp_maps(outputs[CAM_ACTIVATIONS][index], gradients[min(index, len(gradients) - 1)])
     elapsed = time.perf_counter() - start
     return {"images_per_s": repeats * len(tensors) / elapsed, "batch": len(tensors),
             "includes": "inference with T MC samples + GradCAM++ maps for every class"}

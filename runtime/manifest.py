@@ -15,7 +15,8 @@ from pathlib import Path
 from runtime.errors import ManifestError
 from runtime.referral import DEFAULT_FLAG_THRESHOLD, ReferralRule
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+LIFTED_FROM_EXTRA = ("concepts", "cam_mode", "split_seed")  # typed fields since schema 3
 MANIFEST_KEY = "mnet.manifest"
 CLASS_NAMES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 CLASS_DESCRIPTIONS = {
@@ -75,6 +76,9 @@ class Manifest:
     temperature: float = 1.0
     referral: dict = field(default_factory=dict)
     model_card: str = ""
+    cam_mode: str = "last"
+    split_seed: int = 0
+    concepts: dict = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -121,6 +125,11 @@ class Manifest:
                 f"{source}: manifest schema {raw['schema']} is newer than this toolkit reads "
                 f"({SCHEMA_VERSION}); upgrade melanomanet-edge"
             )
+        extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else {}
+        for key in LIFTED_FROM_EXTRA:
+            if key not in raw and key in extra:
+                raw[key] = extra[key]
+                raw["extra"] = {k: v for k, v in raw["extra"].items() if k != key}
         try:
             pre = raw.pop("preprocessing")
             pre = Preprocessing(image_size=pre["image_size"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),

@@ -87,7 +87,7 @@ def _header(canvas, result, top) -> int:
 
 
 def _tiles(canvas, result, top) -> int:
-    rgb = result.extra["rgb"]
+    rgb = result.view_rgb
     heat = heat_overlay(rgb, result.heatmap)
     if result.lesion_mask is not None:
         heat = outline(heat, result.lesion_mask, (255, 255, 255), max(2, rgb.shape[0] // 200))
@@ -205,7 +205,7 @@ def _facts(canvas, result, left, top, width) -> int:
     lines = [("Uncertainty (MC dropout)", "heading"),
              (f"predictive {u.predictive:.3f} = aleatoric {u.aleatoric:.3f} + epistemic {u.epistemic:.3f} nats",
               None),
-             (f"{u.mc_samples} samples, seed {result.extra.get('mc_seed')}", MUTED)]
+             (f"{u.mc_samples} samples, seed {result.mc_seed}", MUTED)]
     lines += [(f"{key}  {value}" if key else value, colour) for key, value, colour in abcd_lines(result.abcde)]
     if result.alignment:
         lines.append((f"attention inside the lesion {result.alignment['inside_share']:.0%}, peak "

@@ -10,6 +10,7 @@ import numpy as np
 
 from runtime.abcde.analyze import analyze_view, bounded_view, public
 from runtime.backends import Backend, open_backend
+from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
 from runtime.errors import ConfigError, MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
@@ -39,7 +40,9 @@ class Result:
     referral: dict | None = None
     temperature: float = 1.0
     input_info: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
+    view_rgb: np.ndarray | None = None  # the image as analysed and drawn (at most MAX_ANALYSIS_SIDE px)
+    mc_seed: int | None = None
+    heatmap_file: str | None = None  # set when the batch writes the heatmap PNG
 
     @property
     def label(self) -> str:
@@ -67,7 +70,7 @@ class Predictor:
             raise ConfigError(f"--mm-per-px must be positive, got {mm_per_px}")
         self.seed = seed
         self.referral = self.manifest.referral_rule
-        features = self.backend.input("mc_mask").shape[-1]
+        features = self.backend.input(MC_MASK).shape[-1]
         self.mc_mask = draw_mc_mask(self.mc_samples, features, self.manifest.dropout_p, seed)
         self.with_abcde = abcde
         self.mm_per_px = mm_per_px
@@ -78,10 +81,10 @@ class Predictor:
                            "verified_against_sidecar": verify or isinstance(backend, Backend),
                            "model_card": self.manifest.model_card}
         self.concepts = None
-        if self.manifest.extra.get("concepts"):
+        if self.manifest.concepts:
             from runtime.concepts import ConceptScorer
 
-            self.concepts = ConceptScorer(self.manifest.extra["concepts"])
+            self.concepts = ConceptScorer(self.manifest.concepts)
 
     def class_index(self, name: str) -> int:
         if name not in self.manifest.class_names:
@@ -108,8 +111,8 @@ class Predictor:
         timings["inference"] = _since(mark)
         mark = time.perf_counter()
         temperature = self.manifest.temperature
-        probabilities = softmax(outputs["logits"][0].astype(np.float64) / temperature)
-        uncertainty = mc_uncertainty(outputs["mc_logits"][0].astype(np.float64) / temperature)
+        probabilities = softmax(outputs[LOGITS][0].astype(np.float64) / temperature)
+        uncertainty = mc_uncertainty(outputs[MC_LOGITS][0].astype(np.float64) / temperature)
         referral = self._refer(uncertainty, probabilities)
         uncertainty = replace(uncertainty, flagged=referral["flagged"])
         timings["uncertainty"] = _since(mark)
@@ -132,7 +135,7 @@ class Predictor:
             timings["abcde"] = _since(mark)
         concepts = None
         if self.concepts is not None:
-            concepts = self.concepts.score(outputs["embedding"][0], target, self.manifest.class_names)
+            concepts = self.concepts.score(outputs[EMBEDDING][0], target, self.manifest.class_names)
         timings["total"] = _since(started)
         return Result(image=name, image_size=(rgb.shape[1], rgb.shape[0]), probabilities=probabilities,
                       uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,
@@ -140,7 +143,7 @@ class Predictor:
                       model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
                       concepts=concepts, referral=referral, temperature=temperature,
                       input_info={"format": header["format"], "exif_orientation": header["exif_orientation"]},
-                      extra={"rgb": view, "mc_seed": self.seed})
+                      view_rgb=view, mc_seed=self.seed)
 
     def _refer(self, uncertainty: Uncertainty, probabilities: np.ndarray) -> dict:
         rule = self.referral
@@ -148,22 +151,22 @@ class Predictor:
         return {**rule.to_dict(), "value": value, "flagged": rule.refers(value), "reason": rule.describe(value)}
 
     def _infer(self, tensor: np.ndarray, requested: int | None) -> dict:
-        feed = {"image": tensor, "mc_mask": self.mc_mask}
-        if self.backend.input("cam_class") is None:
+        feed = {IMAGE: tensor, MC_MASK: self.mc_mask}
+        if self.backend.input(CAM_CLASS) is None:
             return self.backend.infer(feed)
         # An intermediate-layer bundle differentiates one class per pass: the requested one, or the
         # predicted one (known after a first pass; a second pass only when it differs).
-        feed["cam_class"] = np.array([requested if requested is not None else 0], np.int64)
+        feed[CAM_CLASS] = np.array([requested if requested is not None else 0], np.int64)
         outputs = self.backend.infer(feed)
-        predicted = int(np.argmax(outputs["logits"][0]))
+        predicted = int(np.argmax(outputs[LOGITS][0]))
         if requested is None and predicted != 0:
-            feed["cam_class"] = np.array([predicted], np.int64)
+            feed[CAM_CLASS] = np.array([predicted], np.int64)
             outputs = self.backend.infer(feed)
         return outputs
 
     @staticmethod
     def _class_maps(outputs: dict) -> np.ndarray:
-        return gradcampp_maps(outputs["cam_activations"][0], outputs["cam_gradients"][0])
+        return gradcampp_maps(outputs[CAM_ACTIVATIONS][0], outputs[CAM_GRADIENTS][0])
 
     def predict_batch(self, images: list, cam_class: str | None = None) -> list[Result | MnetError]:
         """Each item's result, or the error that item raised; one bad image never stops the batch."""

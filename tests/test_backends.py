@@ -69,7 +69,7 @@ def test_sidecar_round_trip_and_tamper_detection(tmp_path):
     (tmp_path / "model.engine.json").unlink()
     with pytest.raises(ManifestError, match="no sidecar"):
         read_sidecar(artifact)
-    assert json.loads(Manifest.to_json(manifest))["schema"] == 2
+    assert json.loads(Manifest.to_json(manifest))["schema"] == 3
 
 
 class Echo(Backend):

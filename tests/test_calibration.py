@@ -97,9 +97,12 @@ def test_batch_scores_equal_the_runtime_uncertainty():
 def test_schema_1_manifests_read_with_the_papers_rule():
     old = {"architecture": "tf_efficientnetv2_b0", "schema": 1, "flag_threshold": 0.7,
            "preprocessing": {"image_size": 224, "mean": [0.5] * 3, "std": [0.2] * 3, "interpolation": "area"}}
+    old["extra"] = {"split_seed": 7, "cam_mode": "intermediate", "concepts": {"names": ["asymmetry"]}, "opset": 20}
     manifest = Manifest.from_json(json.dumps(old))
     assert manifest.temperature == 1.0
     assert manifest.referral_rule == ReferralRule("predictive", 0.7)
+    assert (manifest.split_seed, manifest.cam_mode, manifest.concepts) == (7, "intermediate", {"names": ["asymmetry"]})
+    assert manifest.extra == {"opset": 20}
 
 
 @pytest.mark.slow

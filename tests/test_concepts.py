@@ -123,7 +123,7 @@ def test_runtime_concept_scores_equal_pytorch(cavs, checkpoint, tmp_path):
     image = SAMPLES / "ISIC_0034338.jpg"
     scores = predictor.predict(image).to_dict()["concepts"]
     with torch.no_grad():
-        rgb = predictor.predict(image).extra["rgb"]
+        rgb = predictor.predict(image).view_rgb
         tensor = torch.from_numpy(preprocess(rgb, predictor.manifest.preprocessing))[None]
         embedding = model.embed(model.forward_features(tensor))[0].double()
         target = int(model(tensor)[0].argmax())

@@ -59,7 +59,7 @@ def test_gradcampp_matches_pytorch_grad_cam(bundle, checkpoint):
     layer = model.get_submodule(manifest.target_layer)
     for name in ("ISIC_0034335.jpg", "ISIC_0034500.jpg"):
         result = predictor.predict(SAMPLES / name)
-        tensor = torch.from_numpy(preprocess(result.extra["rgb"], predictor.manifest.preprocessing))[None]
+        tensor = torch.from_numpy(preprocess(result.view_rgb, predictor.manifest.preprocessing))[None]
         for target in (result.cam_class, (result.cam_class + 3) % 9):
             with GradCAMPlusPlus(model=model, target_layers=[layer]) as cam:
                 reference = cam(input_tensor=tensor.requires_grad_(True), targets=[ClassifierOutputTarget(target)])[0]

@@ -62,16 +62,14 @@ def bundle_manifest(source: Source, spec: ExportSpec, layer: str, outputs, conce
     preprocessing = source.manifest.preprocessing.__class__(
         spec.image_size, source.manifest.preprocessing.mean, source.manifest.preprocessing.std,
         source.manifest.preprocessing.interpolation)
-    extra = {**source.manifest.extra, "cam_mode": "intermediate" if spec.intermediate else "last",
-             "inputs": list(spec.input_names), "dynamic_batch": spec.dynamic_batch and not spec.intermediate,
-             "opset": spec.opset, "source_file": source.path.name}
+    extra = {**source.manifest.extra, "inputs": list(spec.input_names), "opset": spec.opset,
+             "dynamic_batch": spec.dynamic_batch and not spec.intermediate, "source_file": source.path.name}
     extra.pop("train_config", None)
-    if concepts:
-        extra["concepts"] = concepts
     return source.manifest.with_updates(
         preprocessing=preprocessing, target_layer=layer, mc_samples=spec.mc_samples, outputs=shapes,
         source_sha256=source.sha256, tolerances=spec.as_dict()["tolerances"], tool_versions=tool_versions(),
-        extra=extra, model_card=MODEL_CARD)
+        extra=extra, model_card=MODEL_CARD, cam_mode="intermediate" if spec.intermediate else "last",
+        concepts=concepts or {})
 
 
 MODEL_CARD = "docs/model-card.md of melanomanet-edge: intended use, training data, metrics, limits"

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from runtime.backends.trt_support import gpu_identity, import_cudart, import_tensorrt
-from runtime.contract import CAM_CLASS, IMAGE, MC_MASK
+from runtime.contract import CAM_CLASS, EMBEDDING, IMAGE, MC_MASK
 from runtime.errors import ConfigError, MnetError
 from runtime.imageio import IMAGE_SUFFIXES, load_image
 from runtime.manifest import Manifest, Preprocessing, sha256_file, write_sidecar
@@ -81,10 +81,10 @@ def build_engine(onnx_path: Path, manifest: Manifest, spec: EngineSpec, out: Pat
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     size = manifest.preprocessing.image_size
-    features = int(manifest.outputs["embedding"][-1])
+    features = int(manifest.outputs[EMBEDDING][-1])
     profile.set_shape(IMAGE, *[(b, 3, size, size) for b in spec.batch])
     profile.set_shape(MC_MASK, *[(t, features) for t in spec.mc_samples])
-    if manifest.extra.get("cam_mode") == "intermediate":
+    if manifest.cam_mode == "intermediate":
         profile.set_shape(CAM_CLASS, *[(b,) for b in spec.batch])
     config.add_optimization_profile(profile)
     if spec.int8:

@@ -11,7 +11,7 @@ import torch
 from export.source import Source
 from export.spec import Tolerances
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
-from runtime.contract import CAM_CLASS, IMAGE, MC_MASK
+from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample
 from runtime.imageio import IMAGE_SUFFIXES, load_image
 from runtime.preprocess import preprocess_batch
@@ -72,25 +72,25 @@ def _verify_batch(report, backend, source, batch, mask, tolerances, name):
     out = backend.infer(feed)
     all_keep = backend.infer(ones)
     with torch.no_grad():  # the head alone, on the exported embedding: backbone differences are checked apart
-        under_mask = model.head(torch.from_numpy(out["embedding"])[:, None, :] * torch.from_numpy(mask)[None]).numpy()
+        under_mask = model.head(torch.from_numpy(out[EMBEDDING])[:, None, :] * torch.from_numpy(mask)[None]).numpy()
     activations, gradients = _autograd_reference(model, layer, batch, predicted)
-    exported = out["cam_gradients"][0]
+    exported = out[CAM_GRADIENTS][0]
     per_class = exported.shape[0] > 1
     reference_gradients = gradients if per_class else gradients[[predicted]]
     scale = np.abs(reference_gradients).max() + 1e-30
-    report.check(f"{name}.logits_abs", np.abs(out["logits"] - logits).max(), tolerances.logits_abs)
-    report.check(f"{name}.probabilities_abs", np.abs(softmax(out["logits"]) - softmax(logits)).max(),
+    report.check(f"{name}.logits_abs", np.abs(out[LOGITS] - logits).max(), tolerances.logits_abs)
+    report.check(f"{name}.probabilities_abs", np.abs(softmax(out[LOGITS]) - softmax(logits)).max(),
                  tolerances.probabilities_abs)
-    report.check(f"{name}.all_keep_mask_vs_logits_abs", np.abs(all_keep["mc_logits"][:, 0] - all_keep["logits"]).max(),
+    report.check(f"{name}.all_keep_mask_vs_logits_abs", np.abs(all_keep[MC_LOGITS][:, 0] - all_keep[LOGITS]).max(),
                  tolerances.logits_abs)
-    report.check(f"{name}.head_under_mask_abs", np.abs(out["mc_logits"] - under_mask).max(),
+    report.check(f"{name}.head_under_mask_abs", np.abs(out[MC_LOGITS] - under_mask).max(),
                  tolerances.head_under_mask_abs)
-    report.check(f"{name}.embedding_abs", np.abs(out["embedding"] - embedding.numpy()).max(), tolerances.embedding_abs)
-    report.check(f"{name}.activations_abs", np.abs(out["cam_activations"][0] - activations).max(),
+    report.check(f"{name}.embedding_abs", np.abs(out[EMBEDDING] - embedding.numpy()).max(), tolerances.embedding_abs)
+    report.check(f"{name}.activations_abs", np.abs(out[CAM_ACTIVATIONS][0] - activations).max(),
                  tolerances.activations_abs)
     difference = np.abs(np.broadcast_to(exported, reference_gradients.shape) - reference_gradients).max()
     report.check(f"{name}.gradients_rel", difference / scale, tolerances.gradients_rel)
-    ours = gradcampp_maps(out["cam_activations"][0], exported[[predicted]] if per_class else exported)
+    ours = gradcampp_maps(out[CAM_ACTIVATIONS][0], exported[[predicted]] if per_class else exported)
     size = batch.shape[-1]
     ours_map = upsample(ours[0], size, size)
     reference_map = pytorch_grad_cam_map(model, layer, batch, predicted)

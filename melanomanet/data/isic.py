@@ -98,3 +98,21 @@ def missing_images_message(root: Path, missing: list[str], total: int) -> str:
     shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
     return (f"{root}: {len(missing):,} of {total:,} images listed in the ground-truth CSV are missing "
             f"({shown}). Put the ISIC 2019 images beside the CSV, or pass --skip-missing to train on the rest.")
+
+
+def prepare_data(data: str | Path, seed: int, skip_missing: bool = False):
+    """The folder's labels and its seeded 70/15/15 split: (image folder, labels, split name -> indices, missing
+    image names). Missing images are an error naming the fix, or with `skip_missing` left out of every split."""
+    root = Path(data)
+    labels = read_ground_truth(find_ground_truth(root))
+    image_root = root if root.is_dir() else root.parent
+    missing = find_missing(image_root, labels)
+    splits = stratified_split(labels.targets, seed)
+    if missing:
+        if not skip_missing:
+            raise DatasetError(missing_images_message(image_root, missing, len(labels.images)))
+        present = ~np.isin(np.asarray(labels.images), missing)
+        splits = {name: indices[present[indices]] for name, indices in splits.items()}
+        if len(splits["train"]) == 0:
+            raise DatasetError(f"{image_root}: every listed image is missing; nothing to train on")
+    return image_root, labels, splits, missing
