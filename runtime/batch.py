@@ -14,6 +14,7 @@ import json
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ from runtime.errors import ConfigError, MnetError
 from runtime.imageio import Found, collect_images, encode_png, output_names, write_atomic
 from runtime.manifest import sha256_file
 from runtime.panel import render_panel
+
+if TYPE_CHECKING:
+    from runtime.predictor import Result
 
 SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", "flagged", "predictive_entropy",
                   "report", "error")
@@ -47,7 +51,7 @@ class BatchSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-def write_outputs(result, out: Path, stem: str, input_sha256: str | None = None) -> dict:
+def write_outputs(result: Result, out: Path, stem: str, input_sha256: str | None = None) -> dict:
     """Heatmap and panel, then the report JSON last: a JSON on disk means a complete set of outputs."""
     heatmap_name = f"{stem}.gradcampp.png"
     write_atomic(out / heatmap_name, cv2.imencode(".png", np.uint8(np.clip(result.heatmap, 0, 1) * 255))[1].tobytes())

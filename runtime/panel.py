@@ -7,6 +7,8 @@ never clipped, and the height follows the content."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
@@ -30,6 +32,9 @@ from runtime.draw import (
 from runtime.manifest import CLASS_DESCRIPTIONS
 from runtime.report import DEMO_DISCLAIMER, DISCLAIMER
 
+if TYPE_CHECKING:
+    from runtime.predictor import Result
+
 TILE_W, TILE_H, GAP = 440, 330, 16
 WIDTH = 3 * TILE_W + 4 * GAP
 RULE = (222, 226, 230)
@@ -38,7 +43,7 @@ CONCEPT_LEGEND = ("cos: cosine of the embedding with the concept vector; dd: dir
                   "class's logit along it (positive pushes towards that class)")
 
 
-def render_panel(result) -> np.ndarray:
+def render_panel(result: Result) -> np.ndarray:
     canvas = np.full((MAX_HEIGHT, WIDTH, 3), 255, np.uint8)
     top = 0
     if result.is_demo:

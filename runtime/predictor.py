@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import analyze_view, bounded_view, public
+from runtime.abcde.analyze import analyze_view, bounded_view
 from runtime.backends import Backend, open_backend
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
 from runtime.errors import ConfigError, MnetError
@@ -128,9 +128,8 @@ class Predictor:
         if self.with_abcde:
             mark = time.perf_counter()
             calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
-            full = analyze_view(view, factor, calibration)
-            mask = full.get("_mask")
-            analysis = public(full)
+            found = analyze_view(view, factor, calibration)
+            mask, analysis = found.mask, found.measurements
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
             timings["abcde"] = _since(mark)
         concepts = None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from runtime.manifest import CLASS_DESCRIPTIONS
+
+if TYPE_CHECKING:
+    from runtime.predictor import Result
 
 REPORT_SCHEMA = "mnet.report/1"
 DEMO_DISCLAIMER = ("DEMO WEIGHTS trained on synthetic lesions: these outputs say nothing about this lesion. "
@@ -15,7 +20,7 @@ def disclaimer(is_demo: bool) -> str:
     return f"{DEMO_DISCLAIMER} {DISCLAIMER}" if is_demo else DISCLAIMER
 
 
-def report_dict(result) -> dict:
+def report_dict(result: Result) -> dict:
     names = result.class_names
     uncertainty = result.uncertainty
     label = result.label

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import cv2
 import numpy as np
 
@@ -27,17 +29,31 @@ PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 
 MAX_ANALYSIS_SIDE = 2048
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """The ABCD measurements (JSON-ready) and the lesion mask they were taken on (None: no lesion found)."""
+
+    measurements: dict
+    mask: np.ndarray | None
+
+
 def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None) -> dict:
-    """Segment (unless a mask is given) and measure; keys: segmentation, asymmetry, border, color, diameter.
-    Images larger than MAX_ANALYSIS_SIDE are measured downscaled, with sizes given in original pixels."""
+    """Segment (unless a mask is given) and measure; keys: segmentation, asymmetry, border, color, diameter,
+    partial_score. Images larger than MAX_ANALYSIS_SIDE are measured downscaled, sizes in original pixels."""
+    return analyze_with_mask(image_rgb, mm_per_px, mask).measurements
+
+
+def analyze_with_mask(image_rgb: np.ndarray, mm_per_px: float | None = None,
+                      mask: np.ndarray | None = None) -> Analysis:
+    """`analyze`, with the lesion mask at the image's size."""
     if mask is not None:
         return _measure(image_rgb, mm_per_px, mask)
     view, factor = bounded_view(image_rgb)
-    result = analyze_view(view, factor, mm_per_px)
-    if factor < 1.0 and "_mask" in result:
-        height, width = image_rgb.shape[:2]
-        result["_mask"] = cv2.resize(result["_mask"], (width, height), interpolation=cv2.INTER_NEAREST)
-    return result
+    found = analyze_view(view, factor, mm_per_px)
+    if factor == 1.0 or found.mask is None:
+        return found
+    height, width = image_rgb.shape[:2]
+    return replace(found, mask=cv2.resize(found.mask, (width, height), interpolation=cv2.INTER_NEAREST))
 
 
 def bounded_view(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -46,13 +62,15 @@ def bounded_view(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
     return (image_rgb if factor == 1.0 else downscale(image_rgb, factor)), factor
 
 
-def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None) -> dict:
+def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None) -> Analysis:
     """Analyse a view made by `bounded_view`: sizes in original pixels, the mask at the view's size."""
-    result = _measure(view, mm_per_px / factor if mm_per_px else None)
-    return result if factor == 1.0 else to_original_pixels(result, factor, mm_per_px)
+    found = _measure(view, mm_per_px / factor if mm_per_px else None)
+    if factor == 1.0:
+        return found
+    return replace(found, measurements=to_original_pixels(found.measurements, factor, mm_per_px))
 
 
-def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | None = None) -> dict:
+def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | None = None) -> Analysis:
     found = segment(image_rgb) if mask is None else Segmentation((mask > 0).astype(np.uint8))
     result = {"segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
                                "flags": list(found.flags)}}
@@ -62,7 +80,8 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     if geometry is None or not found.found:
         if "no_lesion" not in result["segmentation"]["flags"]:
             result["segmentation"]["flags"].append("no_lesion")
-        return {**result, "asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None}
+        return Analysis({**result, "asymmetry": None, "border": None, "color": None, "diameter": None,
+                         "partial_score": None}, None)
     lab, small_mask = working_copies(image_rgb, found)
     small_geometry = geometry.scaled(small_mask.shape[1] / found.mask.shape[1])
     shape_axes = shape_asymmetry(geometry)
@@ -84,8 +103,7 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
         "partial_score": {"value": round(1.3 * points + 0.1 * cutoffs + 0.5 * len(present), 2),
                           "note": PARTIAL_SCORE_NOTE},
     })
-    result["_mask"] = found.mask
-    return result
+    return Analysis(result, found.mask)
 
 
 def downscale(image_rgb: np.ndarray, factor: float) -> np.ndarray:
@@ -118,8 +136,3 @@ def working_copies(image_rgb: np.ndarray, found: Segmentation) -> tuple[np.ndarr
     if lab.shape[:2] == found.mask.shape:
         return lab, found.mask
     return lab, cv2.resize(found.mask, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_NEAREST)
-
-
-def public(result: dict) -> dict:
-    """The JSON-able part of an analysis (without the mask array)."""
-    return {key: value for key, value in result.items() if not key.startswith("_")}

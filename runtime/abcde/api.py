@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import analyze, public
+from runtime.abcde.analyze import Analysis, analyze_with_mask
 from runtime.abcde.evolution import evolution, register
 from runtime.abcde.overlay import abcde_overlay, evolution_overlay
 from runtime.imageio import load_image
@@ -16,12 +16,12 @@ def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | Non
     """Measurements of `image` (and their change since `prior`) and the picture: the ABCD overlay, or with a
     prior, the prior aligned to this image, both outlines overlaid and the changes listed."""
     rgb = load_image(image)
-    current = analyze(rgb, mm_per_px)
-    result = {"image": str(image), **public(current)}
-    picture = abcde_overlay(rgb, result, current.get("_mask"))
+    current = analyze_with_mask(rgb, mm_per_px)
+    result = {"image": str(image), **current.measurements}
+    picture = abcde_overlay(rgb, result, current.mask)
     if prior is not None:
         prior_rgb = load_image(prior)
-        before = analyze(prior_rgb, mm_per_px)
+        before = analyze_with_mask(prior_rgb, mm_per_px)
         result["prior"] = str(prior)
         result["evolution"] = compare(prior_rgb, rgb, before, current)
         picture = evolution_overlay(prior_rgb, picture, _mask(before, prior_rgb), _mask(current, rgb),
@@ -29,17 +29,16 @@ def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | Non
     return result, picture
 
 
-def evolution_between(prior_rgb: np.ndarray, current_rgb: np.ndarray, current: dict | None = None,
-                      mm_per_px: float | None = None) -> dict:
-    current = current or analyze(current_rgb, mm_per_px)
-    return compare(prior_rgb, current_rgb, analyze(prior_rgb, mm_per_px), current)
+def evolution_between(prior_rgb: np.ndarray, current_rgb: np.ndarray, mm_per_px: float | None = None) -> dict:
+    return compare(prior_rgb, current_rgb, analyze_with_mask(prior_rgb, mm_per_px),
+                   analyze_with_mask(current_rgb, mm_per_px))
 
 
-def compare(prior_rgb: np.ndarray, current_rgb: np.ndarray, before: dict, current: dict) -> dict:
+def compare(prior_rgb: np.ndarray, current_rgb: np.ndarray, before: Analysis, current: Analysis) -> dict:
     prior_mask, current_mask = _mask(before, prior_rgb), _mask(current, current_rgb)
     registration = register(prior_rgb, current_rgb, prior_mask, current_mask)
-    return evolution(public(before), public(current), registration, prior_mask, current_mask)
+    return evolution(before.measurements, current.measurements, registration, prior_mask, current_mask)
 
 
-def _mask(analysis: dict, rgb: np.ndarray) -> np.ndarray:
-    return analysis.get("_mask", np.zeros(rgb.shape[:2], np.uint8))
+def _mask(analysis: Analysis, rgb: np.ndarray) -> np.ndarray:
+    return analysis.mask if analysis.mask is not None else np.zeros(rgb.shape[:2], np.uint8)
