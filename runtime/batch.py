@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import traceback
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,14 +102,16 @@ def _recorded_run(out: Path) -> dict | None:
 
 def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, progress=None,
               collected: tuple[list[Found], list] | None = None, options: dict | None = None,
-              force: bool = False) -> BatchSummary:
+              force: bool = False, workers: int = 1) -> BatchSummary:
     """`collected`: the result of `collect_images(inputs, out)` when the caller already has it. `options`: what
-    else changes the reports (recorded in run.json with the model)."""
+    else changes the reports (recorded in run.json with the model). `workers` > 1 overlaps the stages of
+    different images (`pipelined`); the outputs are the same as one at a time."""
     out = Path(out)
     run = {"model_sha256": predictor.model_info["sha256"], "model": predictor.model_info["file"],
            "options": {"cam_class": cam_class, **(options or {})}}
     prepare_output(out, run, force)
     found, skipped = collected or collect_images(inputs, out)
+    requested = predictor.class_index(cam_class) if cam_class else None
     summary = BatchSummary()
     with open(out / "summary.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
@@ -121,33 +125,109 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
         for path, reason in skipped:
             status, _, message = reason.partition(": ")
             record(Outcome(str(path), status, _row(path, status, error=message)))
-        for entry, stem in zip(found, output_names(found)):
-            outcome, concepts = _one(predictor, entry.path, out, stem, cam_class, force, summary)
-            record(outcome)
-            if concepts:
-                summary.concepts.append(concepts)
+        jobs = [Job(entry.path, stem) for entry, stem in zip(found, output_names(found))]
+        stream = pipelined(predictor, jobs, out, requested, force, workers) if workers > 1 else \
+            (_finish(predictor, _infer(predictor, _start(predictor, job, out, force), requested), requested)
+             for job in jobs)
+        for job in stream:
+            record(job.outcome)
+            summary.resumed += job.resumed
+            if job.concepts:
+                summary.concepts.append(job.concepts)
             if progress is not None:
-                progress(entry.path)
+                progress(job.path)
     return summary
 
 
-def _one(predictor, path: Path, out: Path, stem: str, cam_class: str | None, force: bool,
-         summary: BatchSummary) -> tuple[Outcome, dict | None]:
+@dataclass
+class Job:
+    """One image on its way through the stages; `outcome` is set once it is done (written, resumed or failed)."""
+
+    path: Path
+    stem: str
+    out: Path | None = None
+    digest: str | None = None
+    prepared: object = None
+    outputs: dict | None = None
+    outcome: Outcome | None = None
+    concepts: dict | None = None
+    resumed: bool = False
+
+
+def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, force: bool, workers: int):
+    """Decode and preprocess the next images and explain and write the previous ones on `workers` threads while
+    the backend runs the current one; at most 2 x workers images are in flight, and jobs come back in order."""
+    depth = 2 * workers
+    with ThreadPoolExecutor(workers) as pool:
+        started: deque[Future] = deque()
+        finishing: deque[Future] = deque()
+        pending = iter(jobs)
+        for job in pending:
+            started.append(pool.submit(_start, predictor, job, out, force))
+            if len(started) >= depth:
+                break
+        while started:
+            job = _infer(predictor, started.popleft().result(), requested)
+            following = next(pending, None)
+            if following is not None:
+                started.append(pool.submit(_start, predictor, following, out, force))
+            finishing.append(pool.submit(_finish, predictor, job, requested))
+            while finishing and (len(finishing) > depth or finishing[0].done()):
+                yield finishing.popleft().result()
+        while finishing:
+            yield finishing.popleft().result()
+
+
+def _start(predictor, job: Job, out: Path, force: bool) -> Job:
+    """Hash the input; take its finished report when there is one, else decode and preprocess it."""
+    job.out = out
     try:
-        digest = sha256_file(path) if path.is_file() else None
-        report = None if force else _finished(out, stem, digest)
+        job.digest = sha256_file(job.path) if job.path.is_file() else None
+        report = None if force else _finished(out, job.stem, job.digest)
         if report is not None:
-            summary.resumed += 1
-        else:
-            report = write_outputs(predictor.predict(path, cam_class), out, stem, digest)
-        return Outcome(str(path), "ok", _report_row(path, report, stem)), report.get("concepts")
-    except (MnetError, OSError) as error:
-        return Outcome(str(path), "failed", _row(path, "failed", error=str(error))), None
+            job.resumed = True
+            return _done(job, report)
+        job.prepared = predictor.prepare(job.path)
     except Exception as error:
-        with open(out / ERRORS_LOG, "a") as log:
-            log.write(f"{path}\n{traceback.format_exc()}\n")
+        _fail(job, error)
+    return job
+
+
+def _infer(predictor, job: Job, requested: int | None) -> Job:
+    if job.outcome is None:
+        try:
+            job.outputs = predictor.infer(job.prepared, requested)
+        except Exception as error:
+            _fail(job, error)
+    return job
+
+
+def _finish(predictor, job: Job, requested: int | None) -> Job:
+    """Explain and write; nothing about the image is kept afterwards but its summary row and concept scores."""
+    if job.outcome is None:
+        try:
+            result = predictor.explain(job.prepared, job.outputs, requested)
+            _done(job, write_outputs(result, job.out, job.stem, job.digest))
+        except Exception as error:
+            _fail(job, error)
+    job.prepared = job.outputs = None
+    return job
+
+
+def _done(job: Job, report: dict) -> Job:
+    job.outcome = Outcome(str(job.path), "ok", _report_row(job.path, report, job.stem))
+    job.concepts = report.get("concepts")
+    return job
+
+
+def _fail(job: Job, error: Exception) -> None:
+    if isinstance(error, (MnetError, OSError)):
+        message = str(error)
+    else:
+        with open(job.out / ERRORS_LOG, "a") as log:
+            log.write(f"{job.path}\n{''.join(traceback.format_exception(error))}\n")
         message = f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
-        return Outcome(str(path), "failed", _row(path, "failed", error=message)), None
+    job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=message))
 
 
 def _finished(out: Path, stem: str, digest: str | None) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,6 +33,10 @@ def run(
                                         "reports (by default finished images are skipped).")] = False,
     verify: Annotated[bool, typer.Option(help="Check the bundle against its sidecar's sha256 and manifest "
                                          "(--no-verify runs it unchecked; the reports record that).")] = True,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Threads that decode and preprocess the next images and explain and write the previous ones "
+                    "while the model runs (default: the machine's cores; 1: one image at a time). The outputs are "
+                    "the same.")] = None,
 ):
     """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
     Rerunning into the same folder skips the images already done."""
@@ -59,7 +64,8 @@ def run(
         task = bar.add_task("explaining", total=len(collected[0]))
         try:
             summary = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
-                                collected=collected, options=options, force=force)
+                                collected=collected, options=options, force=force,
+                                workers=workers or os.cpu_count() or 1)
         except MnetError as error:
             bar.stop()
             fail(error)

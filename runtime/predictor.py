@@ -54,6 +54,17 @@ class Result:
         return report_dict(self)
 
 
+@dataclass
+class Prepared:
+    """An image decoded and preprocessed, ready for the backend (stage one of `Predictor.predict`)."""
+
+    name: str
+    rgb: np.ndarray
+    header: dict
+    tensor: np.ndarray
+    timings: dict
+
+
 class Predictor:
     def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
                  seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None,
@@ -93,22 +104,34 @@ class Predictor:
 
     def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
                 mm_per_px: float | None = None) -> Result:
+        """One explained prediction: `prepare` (decode, preprocess), `infer`, `explain` (uncertainty, GradCAM++,
+        ABCD, concepts). The batch runs the three stages of different images at once; each stage is the same."""
+        requested = self.class_index(cam_class) if cam_class else None
+        prepared = self.prepare(image, name)
+        return self.explain(prepared, self.infer(prepared, requested), requested, mm_per_px)
+
+    def prepare(self, image: str | Path | np.ndarray, name: str | None = None) -> Prepared:
         started = time.perf_counter()
-        timings = {}
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
             rgb, header = read_image(image)
         else:
             name = name or "<array>"
             rgb, header = as_rgb_array(image, name), {"format": "array", "exif_orientation": 1}
-        timings["decode"] = _since(started)
-        mark = time.perf_counter()
+        decoded = time.perf_counter()
         tensor = preprocess(rgb, self.manifest.preprocessing)[None]
-        timings["preprocess"] = _since(mark)
-        mark = time.perf_counter()
-        requested = self.class_index(cam_class) if cam_class else None
-        outputs = self._infer(tensor, requested)
-        timings["inference"] = _since(mark)
+        return Prepared(name, rgb, header, tensor, {"decode": _ms(started, decoded),
+                                                    "preprocess": _ms(decoded, time.perf_counter())})
+
+    def infer(self, prepared: Prepared, requested: int | None = None) -> dict:
+        started = time.perf_counter()
+        outputs = self._infer(prepared.tensor, requested)
+        prepared.timings["inference"] = _ms(started, time.perf_counter())
+        return outputs
+
+    def explain(self, prepared: Prepared, outputs: dict, requested: int | None = None,
+                mm_per_px: float | None = None) -> Result:
+        timings = prepared.timings
         mark = time.perf_counter()
         temperature = self.manifest.temperature
         probabilities = softmax(outputs[LOGITS][0].astype(np.float64) / temperature)
@@ -118,6 +141,7 @@ class Predictor:
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()
         # Explanations are drawn and measured on a view of at most MAX_ANALYSIS_SIDE pixels.
+        rgb = prepared.rgb
         view, factor = bounded_view(rgb)
         target = requested if requested is not None else int(np.argmax(probabilities))
         class_maps = self._class_maps(outputs)
@@ -135,8 +159,9 @@ class Predictor:
         concepts = None
         if self.concepts is not None:
             concepts = self.concepts.score(outputs[EMBEDDING][0], target, self.manifest.class_names)
-        timings["total"] = _since(started)
-        return Result(image=name, image_size=(rgb.shape[1], rgb.shape[0]), probabilities=probabilities,
+        timings["total"] = round(sum(timings.values()), 3)
+        header = prepared.header
+        return Result(image=prepared.name, image_size=(rgb.shape[1], rgb.shape[0]), probabilities=probabilities,
                       uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,
                       abcde=analysis, alignment=alignment, lesion_mask=mask, timings_ms=timings,
                       model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
@@ -182,4 +207,8 @@ class Predictor:
 
 
 def _since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
+    return _ms(start, time.perf_counter())
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 3)

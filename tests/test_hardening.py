@@ -434,3 +434,24 @@ def test_every_command_refuses_a_wrong_value_in_one_line(application, command, m
 def test_a_bad_profile_range_exits_2_before_tensorrt_is_needed(bundle, tmp_path):
     result = CliRunner().invoke(export_app, ["trt", str(bundle), "-o", str(tmp_path / "m.engine"), "--batch", "8:4:1"])
     assert result.exit_code == 2 and "MIN:OPT:MAX" in result.output
+
+
+@pytest.mark.slow
+def test_the_pipelined_batch_writes_what_the_sequential_one_does(bundle, tmp_path):
+    """Stages of different images overlapped on 3 threads: the same reports (timings aside), byte-identical
+    pictures, rows in the same order, and a bad file still fails alone."""
+    from runtime.batch import run_batch
+
+    inputs = _small_images(tmp_path / "in", 9, size=160)
+    (inputs / "broken.jpg").write_bytes(b"not an image")
+    predictor = Predictor(bundle, mc_samples=6)
+    one = run_batch(predictor, [inputs], tmp_path / "one", workers=1)
+    three = run_batch(predictor, [inputs], tmp_path / "three", workers=3)
+    assert [o.row for o in one.outcomes] == [o.row for o in three.outcomes]
+    assert sum(o.status == "failed" for o in three.outcomes) == 1
+    for report in sorted((tmp_path / "one").glob("img_*.json")):
+        first, second = (json.loads(p.read_text()) for p in (report, tmp_path / "three" / report.name))
+        first.pop("timings_ms"), second.pop("timings_ms")
+        assert first == second
+    for picture in sorted((tmp_path / "one").glob("*.png")):
+        assert picture.read_bytes() == (tmp_path / "three" / picture.name).read_bytes()
