@@ -157,13 +157,16 @@ def bench(
     batch: Annotated[int, typer.Option(min=1, help="Batch size for the throughput figure.")] = 8,
     repeats: Annotated[int, typer.Option(min=1, help="Timed repetitions per figure.")] = 20,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for ONNX Runtime (0: all).")] = 0,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Threads of the pipelined run figure (default: "
+                                                   "the cores).")] = None,
     json_out: JsonOpt = None,
 ):
-    """Latency per stage (p50/p95/p99), images per second at batch 1 and N, peak resident memory."""
+    """Latency per stage of whole explained predictions from image files (report included, p50/p95/p99),
+    mnet run's images per second one at a time and pipelined, inference-only images per second, peak memory."""
     from runtime.bench import bench as run_bench
 
     try:
-        report = run_bench(model, backend.value, mc_samples, images, batch, repeats, threads)
+        report = run_bench(model, backend.value, mc_samples, images, batch, repeats, threads, workers)
     except MnetError as error:
         fail(error)
     table = Table("stage", "p50 ms", "p95 ms", "p99 ms",
@@ -171,8 +174,12 @@ def bench(
     for stage, figures in report["stages_ms"].items():
         table.add_row(stage, f"{figures['p50']:.2f}", f"{figures['p95']:.2f}", f"{figures['p99']:.2f}")
     Console().print(table)
+    Console().print(f"stages: {report['stages_include']}")
+    said = None
     for name, figures in report["throughput"].items():
-        Console().print(f"{name}: {figures['images_per_s']:.1f} images/s {figures.get('note', '')}")
+        scope = "" if figures["includes"] == said else f" ({figures['includes']})"
+        said = figures["includes"]
+        Console().print(f"{name}: {figures['images_per_s']:.1f} images/s{scope} {figures.get('note', '')}")
     Console().print(f"peak resident memory: {report['peak_rss_mb']:.0f} MB")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
