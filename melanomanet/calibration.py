@@ -12,8 +12,8 @@ import numpy as np
 
 from melanomanet.metrics import roc_auc
 from runtime.errors import ConfigError, ManifestError
-from runtime.referral import UNCERTAINTY_SCORES, ReferralRule, uncertainty_scores
-from runtime.uncertainty import softmax
+from runtime.referral import UNCERTAINTY_SCORES, ReferralRule
+from runtime.uncertainty import softmax, uncertainty_scores
 
 CALIBRATION_SCHEMA = "mnet.calibration/1"
 ECE_BINS = 15

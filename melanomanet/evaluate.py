@@ -54,7 +54,7 @@ class Evaluator:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.checkpoint = Path(checkpoint)
         self.model, self.manifest = load_checkpoint(checkpoint, self.device)
-        self.mc_samples = mc_samples or self.manifest.mc_samples
+        self.mc_samples = self.manifest.mc_samples if mc_samples is None else mc_samples
         self.seed = seed
         self.batch_size = batch_size
         mask = draw_mc_mask(self.mc_samples, self.model.num_features, self.manifest.dropout_p, seed)
@@ -68,9 +68,16 @@ class Evaluator:
                                "evaluate another --split, or a folder with more images per class")
         dataset = IsicDataset(image_root, labels, indices, self.manifest.preprocessing)
         loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_skipping)
-        batches = [(images, targets) for images, targets, _ in loader if images is not None]
-        logits, mc_logits = self._run(images for images, _ in batches)
-        targets = np.concatenate([t.numpy() for _, t in batches]) if batches else np.zeros(0, np.int64)
+        collected: list[np.ndarray] = []
+
+        def images():
+            for batch, batch_targets, _ in loader:
+                if batch is not None:
+                    collected.append(batch_targets.numpy())
+                    yield batch
+
+        logits, mc_logits = self._run(images())
+        targets = np.concatenate(collected) if collected else np.zeros(0, np.int64)
         if len(targets) != len(indices):
             raise DatasetError(f"{data}: {len(indices) - len(targets)} images of the {split} split could not be "
                                "decoded; per-image predictions would not line up with their names. Fix or remove them")
@@ -81,19 +88,20 @@ class Evaluator:
         paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
             raise DatasetError(f"{folder}: no .jpg or .png images; make a set with mnet synth-ood")
-        tensors = []
-        for path in paths:
-            try:
-                tensors.append(preprocess(load_image(path), self.manifest.preprocessing))
-            except ImageError as error:
-                raise DatasetError(f"{error}; remove it from the --ood folder") from None
-        chunks = (torch.from_numpy(np.stack(tensors[i:i + self.batch_size]))
-                  for i in range(0, len(tensors), self.batch_size))
+        chunks = (torch.from_numpy(np.stack([self._tensor(path) for path in paths[start:start + self.batch_size]]))
+                  for start in range(0, len(paths), self.batch_size))
         logits, mc_logits = self._run(chunks)
         return Outputs([p.name for p in paths], np.full(len(paths), -1), logits, mc_logits)
 
+    def _tensor(self, path: Path) -> np.ndarray:
+        try:
+            return preprocess(load_image(path), self.manifest.preprocessing)
+        except ImageError as error:
+            raise DatasetError(f"{error}; remove it from the --ood folder") from None
+
     @torch.no_grad()
     def _run(self, batches) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and MC logits batch by batch, as the batches arrive (the split is never held in memory)."""
         head = self.model.head
         logits, mc_logits = [], []
         for images in batches:

@@ -95,16 +95,16 @@ def load_seed_checkpoint(path: str | Path, architecture: str | None = None, imag
     path = Path(path)
     payload = read_reference_file(path)
     state = reference_state_dict(payload, path)
-    detected = detect_architecture(state)
     if architecture is None:
-        if detected is None:
+        architecture = detect_architecture(state)
+        if architecture is None:
             raise CheckpointError(f"{path}: the weights match none of {', '.join(TORCHVISION_ARCHITECTURES)}; "
                                   "give --arch")
-        architecture = detected
     model = build_model(architecture, state[HEAD_WEIGHT].shape[0], dropout)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
+        detected = detect_architecture(state)
         hint = f" (they are {detected})" if detected else ""
         raise CheckpointError(f"{path}: weights do not fit --arch {architecture}{hint}: "
                               f"{str(error).splitlines()[0][:200]}") from None

@@ -35,8 +35,9 @@ def wrap(value: str, width: int, scale=0.5, thickness=1) -> list[str]:
             lines.append(current)
         current = word
         while text_width(current, scale, thickness) > width and len(current) > 1:
-            cut = max(1, max(k for k in range(1, len(current) + 1)
-                             if text_width(current[:k], scale, thickness) <= width or k == 1))
+            cut = 1
+            while cut + 1 < len(current) and text_width(current[:cut + 1], scale, thickness) <= width:
+                cut += 1
             lines.append(current[:cut])
             current = current[cut:]
     return lines + [current] if current or not lines else lines

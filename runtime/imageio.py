@@ -9,6 +9,7 @@ import struct
 import tempfile
 import threading
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,7 +215,8 @@ def output_names(found: list[Found]) -> list[str]:
 
     for _ in range(64):
         names = [name(i) for i in range(len(found))]
-        clashes = [i for i, n in enumerate(names) if names.count(n) > 1]
+        counts = Counter(names)
+        clashes = [i for i, n in enumerate(names) if counts[n] > 1]
         if not clashes:
             return names
         for index in clashes:

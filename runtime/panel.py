@@ -7,6 +7,7 @@ never clipped, and the height follows the content."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import cv2
@@ -116,13 +117,19 @@ def _tiles(canvas, result, top) -> int:
     return end + 4
 
 
+@lru_cache(maxsize=4)
+def _attention_ramp(width: int) -> np.ndarray:
+    """The heatmap's colour scale, low to high, as a 10-px-high RGB strip (drawn once per run)."""
+    ramp = cv2.applyColorMap(np.linspace(0, 255, width).astype(np.uint8)[None].repeat(10, 0), cv2.COLORMAP_JET)
+    return cv2.cvtColor(ramp, cv2.COLOR_BGR2RGB)
+
+
 def _colour_bar(canvas, left, top, width, empty: bool) -> int:
     if empty:
         return paragraph(canvas, "no positive evidence for this class at the target layer: the heatmap is empty",
                          (left, top + 14), width, 0.45, AMBER)
     bar_width = width - 170
-    ramp = cv2.applyColorMap(np.linspace(0, 255, bar_width).astype(np.uint8)[None].repeat(10, 0), cv2.COLORMAP_JET)
-    canvas[top + 4:top + 14, left + 40:left + 40 + bar_width] = cv2.cvtColor(ramp, cv2.COLOR_BGR2RGB)
+    canvas[top + 4:top + 14, left + 40:left + 40 + bar_width] = _attention_ramp(bar_width)
     text(canvas, "low", (left, top + 14), 0.42, MUTED)
     text(canvas, "high attention", (left + 48 + bar_width, top + 14), 0.42, MUTED)
     return top + 24

@@ -86,7 +86,7 @@ class Predictor:
         self.with_abcde = abcde
         self.mm_per_px = mm_per_px
         self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
-                           "sha256": sha256_file(self.path), "backend": self.backend.name,
+                           "sha256": self.backend.sha256 or sha256_file(self.path), "backend": self.backend.name,
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
                            "input_size": self.manifest.preprocessing.image_size,
                            "verified_against_sidecar": verify or isinstance(backend, Backend),

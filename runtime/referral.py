@@ -17,19 +17,6 @@ SCORE_LABELS = {"predictive": "entropy", "epistemic": "mutual information", "max
 DEFAULT_CHOSEN_BY = "the paper's default, not chosen on data"
 
 
-def uncertainty_scores(mc_probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Per image, from its T MC softmax samples (N x T x K): predictive entropy, mutual information (epistemic)
-    and 1 - the largest mean probability. Higher means less certain for all three."""
-    mean = mc_probabilities.mean(axis=1)
-    predictive = _entropy(mean)
-    aleatoric = np.minimum(_entropy(mc_probabilities).mean(axis=1), predictive)
-    return {"predictive": predictive, "epistemic": predictive - aleatoric, "max_probability": 1 - mean.max(axis=1)}
-
-
-def _entropy(probabilities: np.ndarray) -> np.ndarray:
-    return -np.sum(probabilities * np.log(np.clip(probabilities, 1e-12, None)), axis=-1)
-
-
 @dataclass(frozen=True)
 class ReferralRule:
     """Refer when the score exceeds the threshold; for `class_probability`, when that class's probability

@@ -34,12 +34,27 @@ class Uncertainty:
     flagged: bool = False
 
 
+def decompose(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MC softmax samples (T x K for one image, or N x T x K) -> predictive entropy H(mean p), aleatoric (mean of
+    H(p_t), at most the predictive) and epistemic (their difference, the mutual information), in nats."""
+    predictive = entropy(probabilities.mean(axis=-2))
+    aleatoric = np.minimum(entropy(probabilities).mean(axis=-1), predictive)
+    return predictive, aleatoric, predictive - aleatoric
+
+
+def uncertainty_scores(mc_probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image, from its T MC softmax samples (N x T x K): the scores a referral rule can threshold, higher
+    meaning less certain: predictive entropy, mutual information (epistemic), 1 - the largest mean probability."""
+    predictive, _, epistemic = decompose(mc_probabilities)
+    return {"predictive": predictive, "epistemic": epistemic,
+            "max_probability": 1 - mc_probabilities.mean(axis=1).max(axis=1)}
+
+
 def mc_uncertainty(mc_logits: np.ndarray) -> Uncertainty:
-    """T x K logits of one image -> predictive entropy H(mean p) = aleatoric (mean of H(p_t)) + epistemic
-    (mutual information), in nats. Whether it is flagged is the referral rule's call (`runtime.referral`)."""
+    """T x K logits of one image -> the entropy decomposition (`decompose`), mean and spread of the samples.
+    Whether it is flagged is the referral rule's call (`runtime.referral`)."""
     probabilities = softmax(mc_logits.astype(np.float64))
-    mean = probabilities.mean(axis=0)
-    predictive = float(entropy(mean))
-    aleatoric = min(float(entropy(probabilities).mean()), predictive)
-    return Uncertainty(mean_probabilities=mean, spread=probabilities.std(axis=0), predictive=predictive,
-                       aleatoric=aleatoric, epistemic=predictive - aleatoric, mc_samples=int(mc_logits.shape[0]))
+    predictive, aleatoric, epistemic = decompose(probabilities)
+    return Uncertainty(mean_probabilities=probabilities.mean(axis=0), spread=probabilities.std(axis=0),
+                       predictive=float(predictive), aleatoric=float(aleatoric), epistemic=float(epistemic),
+                       mc_samples=int(mc_logits.shape[0]))

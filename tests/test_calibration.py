@@ -24,8 +24,8 @@ from melanomanet.evaluate import Evaluator
 from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess
-from runtime.referral import ReferralRule, uncertainty_scores
-from runtime.uncertainty import mc_uncertainty, softmax
+from runtime.referral import ReferralRule
+from runtime.uncertainty import mc_uncertainty, softmax, uncertainty_scores
 from tests.conftest import SAMPLES
 
 

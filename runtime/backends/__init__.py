@@ -33,23 +33,25 @@ def open_backend(path: str | Path, backend: str = "ort-cpu", threads: int = 0, v
 
         opened = OnnxRuntimeBackend(path, backend, threads)
         if verify:
-            verify_bundle(path, opened.manifest)
+            opened.sha256 = verify_bundle(path, opened.manifest)
     check_graph(opened)
     return opened
 
 
-def verify_bundle(path: str | Path, embedded: Manifest) -> None:
-    """The file's sha256 must be its sidecar's, and the manifest inside it the sidecar's copy."""
+def verify_bundle(path: str | Path, embedded: Manifest) -> str:
+    """The file's sha256 must be its sidecar's, and the manifest inside it the sidecar's copy; returns the sha256."""
     if not sidecar_path(path).exists():
         raise ManifestError(f"{path}: no sidecar {sidecar_path(path).name} beside it, so the bundle cannot be checked "
                             "against the sha256 it was exported with. Keep the sidecar with the model (mnet-export "
                             "writes both), or run it unchecked with --no-verify (Predictor(..., verify=False)), "
                             "which the report records")
-    recorded, _ = read_sidecar(path)
+    recorded, facts = read_sidecar(path)
     if recorded != embedded:
-        changed = sorted(k for k in asdict(recorded) if asdict(recorded)[k] != asdict(embedded)[k])
+        ours, theirs = asdict(recorded), asdict(embedded)
+        changed = sorted(key for key in ours if ours[key] != theirs[key])
         raise ManifestError(f"{path}: the manifest inside the model differs from its sidecar's ({', '.join(changed)}): "
                             "one of them was edited after export; re-export the model with mnet-export")
+    return facts["sha256"]
 
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "open_backend"]

@@ -27,6 +27,7 @@ class Backend(ABC):
     manifest: Manifest
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    sha256: str | None = None  # the artifact's, when it was checked against its sidecar at load
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_feed(feed)

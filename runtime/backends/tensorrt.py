@@ -38,6 +38,7 @@ class TensorRTBackend(Backend):
     def __init__(self, path: str | Path):
         self.path = str(path)
         self.manifest, facts = read_sidecar(path)
+        self.sha256 = facts["sha256"]
         trt = import_tensorrt()
         self._cudart = import_cudart()
         mismatch = sidecar_mismatch(facts, trt.__version__, gpu_identity())
