@@ -331,7 +331,8 @@ def concepts_train(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write accuracies and timings here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     image_size: Annotated[Optional[int], typer.Option(
-        help="Input size of the embeddings: the size you export the bundle at (default: the checkpoint's).")] = None,
+        min=32, help="Input size of the embeddings: the size you export the bundle at (default: the "
+                     "checkpoint's).")] = None,
 ):
     """FastCAV vectors (closed form) with held-out accuracy, beside the reference's SGD-CAV and a linear probe."""
     from melanomanet.concepts import save_cavs, train_cavs

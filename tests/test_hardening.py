@@ -423,6 +423,12 @@ def test_constant_maps_are_compared_directly_not_correlated():
     (export_app, ["onnx", "c.safetensors", "--opset", "9"], "--opset"),
     (export_app, ["check", "m.onnx", "--target", "coreml"], "--target"),
     (export_app, ["trt", "m.onnx", "--workspace", "0"], "--workspace"),
+    (app, ["concepts", "train", "--checkpoint", "c", "--concepts", "d", "--image-size", "8"], "--image-size"),
+    (app, ["train", "--data", "d", "--out", "o", "--epochs", "0"], "--epochs"),
+    (app, ["run", "x.jpg", "--model", "m.onnx", "--workers", "0"], "--workers"),
+    (app, ["doctor", "--verbose"], "--verbose"),
+    (export_app, ["all", "c.safetensors", "--image-size", "8"], "--image-size"),
+    (export_app, ["verify"], "Missing argument 'model'"),
 ])
 def test_every_command_refuses_a_wrong_value_in_one_line(application, command, message):
     result = CliRunner().invoke(application, command)
