@@ -18,12 +18,13 @@ def ellipse(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
-def remove_artifacts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def remove_artifacts(image: np.ndarray, size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inpaint thin dark structures (morphological black-hat: hairs, ruler marks, also dots) and specular
-    highlights (top-hat). Returns the cleaned image, the mask (0/1) of what was inpainted and that of the
-    long structures among them (hairs, lines)."""
+    highlights (top-hat) narrower than `size` pixels (default: a 40th of the image's longer side). Returns
+    the cleaned image, the mask (0/1) of what was inpainted and that of the long structures among them
+    (hairs, lines)."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    size = max(5, int(max(image.shape[:2]) / 40) | 1)
+    size = max(5, int(max(image.shape[:2]) / 40 if size is None else size) | 1)
     dark_lines = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, ellipse(size))
     bright_spots = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, ellipse(size))
     artifacts = cv2.bitwise_or(cv2.compare(dark_lines, DARK_LINE_CONTRAST, cv2.CMP_GT),
@@ -37,16 +38,21 @@ def remove_artifacts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 def inpaint_normalised(image: np.ndarray, holes: np.ndarray, size: int) -> np.ndarray:
     """Fill the holes with the mean of the valid pixels around them (normalised convolution): a fast
     inpainting, ample for hairs and small highlights. Where a window of `size` holds too few valid pixels
-    (crossing or parallel hairs), a window three times wider fills in."""
+    (crossing or parallel hairs), a window three times wider fills in, and so on while any remain."""
     valid = (1 - holes) * np.uint8(255)
     masked = cv2.bitwise_and(image, image, mask=valid)
     where = np.flatnonzero(holes)
-    wide = 3 * size
-    near_weights = cv2.blur(valid, (size, size)).ravel()[where]
-    near = near_weights >= 0.3 * 255
-    weights = np.where(near, near_weights, cv2.blur(valid, (wide, wide)).ravel()[where]).astype(np.float32)
-    sums = np.where(near[:, None], cv2.blur(masked, (size, size)).reshape(-1, 3)[where],
-                    cv2.blur(masked, (wide, wide)).reshape(-1, 3)[where]).astype(np.float32)
+    weights = np.zeros(where.size, np.float32)
+    sums = np.zeros((where.size, 3), np.float32)
+    pending = np.ones(where.size, bool)
+    window, largest = size, 2 * max(image.shape[:2]) + 1
+    while pending.any() and window <= largest:
+        found = cv2.blur(valid, (window, window)).ravel()[where]
+        take = pending & (found >= 0.3 * 255 if window == size else found > 0)
+        weights[take] = found[take]
+        sums[take] = cv2.blur(masked, (window, window)).reshape(-1, 3)[where[take]]
+        pending &= ~take
+        window *= 3
     out = image.copy()
     out.reshape(-1, 3)[where] = np.clip(sums * 255 / np.maximum(weights, 1)[:, None], 0, 255).astype(np.uint8)
     return out

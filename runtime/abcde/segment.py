@@ -12,8 +12,19 @@ import cv2
 import numpy as np
 
 from runtime.abcde.artifacts import ellipse, field_of_view_mask, remove_artifacts
+from runtime.abcde.locate import (
+    LOCATE_SIDE,
+    background_distance,
+    candidates,
+    crop_around,
+    hysteresis,
+    most_lesion_like,
+    nearest,
+    point_box,
+)
 from runtime.abcde.edge import SKIN_LEVEL_FLOOR, largest_filled, refine_edge, upsample
 from runtime.abcde.palette import to_lab
+from runtime.abcde.quality import NOT_FOUND, Quality, assess
 
 WORKING_SIDE = 200
 MIN_CONTRAST = 10.0
@@ -21,6 +32,7 @@ NO_LESION_CONTRAST = 3.0
 MIN_AREA_FRACTION = 0.003
 SKIN_LEVEL_FACTOR = 5.0
 RING_SAMPLES = 1500
+ZOOM_BELOW_SHARE = 0.08
 
 
 @dataclass
@@ -32,6 +44,8 @@ class Segmentation:
     hairs: np.ndarray | None = None  # long thin artefacts (hairs, ruler lines) at working resolution
     working_mask: np.ndarray | None = None  # the mask at working resolution
     contour: np.ndarray | None = None  # the mask's outer contour (K x 2), when known
+    quality: Quality = NOT_FOUND
+    located: bool = False  # found by locating it in a wide view (the working copies are then not kept)
 
     @property
     def area_px(self) -> int:
@@ -42,17 +56,48 @@ class Segmentation:
         return "no_lesion" not in self.flags
 
 
-def segment(image_rgb: np.ndarray) -> Segmentation:
-    """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size) and quality flags."""
+def segment(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None = None) -> Segmentation:
+    """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size), quality flags and, in `quality`,
+    whether the outline is good enough to measure. A dermoscopic close-up is segmented as a whole. When
+    that outline fails its quality check (a small, pale or off-centre lesion in a wide clinical view), or
+    when `lesion_at` (x, y in the image's pixels) points at the lesion, the lesion is located first and
+    segmented in a crop around it; a lesion found small in the whole view is segmented again in a crop
+    around it, where it is large. The better outline is kept."""
+    if lesion_at is not None:
+        return segment_located(image_rgb, lesion_at)
+    whole = segment_view(image_rgb, clinical=False)
+    if whole.quality.reliable:
+        if whole.area_px >= ZOOM_BELOW_SHARE * whole.mask.size:
+            return whole
+        zoomed = segment_located(image_rgb, None, around=cv2.boundingRect(whole.mask))
+        return zoomed if zoomed.quality.reliable and overlap(zoomed.mask, whole.mask) >= 0.5 else whole
+    located = segment_located(image_rgb, None)
+    return located if located.quality.reliable or located.quality.score > whole.quality.score else whole
+
+
+def overlap(first: np.ndarray, second: np.ndarray) -> float:
+    """Intersection over union of two 0/1 masks."""
+    return cv2.countNonZero(first & second) / max(cv2.countNonZero(first | second), 1)
+
+
+def segment_view(image_rgb: np.ndarray, clinical: bool, hair_width: float | None = None) -> Segmentation:
+    """Segment the lesion that fills the middle of the view: the colour distance from the skin in the
+    outer ring (`clinical`: from a plane fitted to the skin, for a crop of a photo lit unevenly, and grown
+    no further than half the lesion's contrast), Otsu with hysteresis, the central component, its edge cut
+    at the half-contrast point. Hairs narrower than `hair_width` pixels are inpainted (default: a 40th of
+    the view)."""
     height, width = image_rgb.shape[:2]
     small = working_image(image_rgb)
     scale = small.shape[1] / width
-    cleaned, holes, hairs = remove_artifacts(small)
-    field_of_view = field_of_view_mask(cleaned)
+    cleaned, holes, hairs = remove_artifacts(small, None if hair_width is None else round(hair_width * scale))
+    field_of_view = np.ones(small.shape[:2], np.uint8) if clinical else field_of_view_mask(cleaned)
     original_lab = to_lab(small)
     skin = skin_samples(field_of_view)
-    distance = colour_distance_from_skin(with_pixels_of(original_lab, cleaned, holes), field_of_view, skin)
-    small_mask, contrast, level = threshold_lesion(distance, field_of_view, skin)
+    lab = with_pixels_of(original_lab, cleaned, holes)
+    distance = (cv2.GaussianBlur(background_distance(lab, degree=1), (3, 3), 0) if clinical
+                else colour_distance_from_skin(lab, field_of_view, skin))
+    growable = field_of_view & (1 - hairs) if clinical else field_of_view
+    small_mask, contrast, level = threshold_lesion(distance, field_of_view, skin, 0.5 if clinical else 0.0, growable)
     flags = []
     if small_mask is None or contrast < NO_LESION_CONTRAST:
         flags.append("no_lesion")
@@ -60,20 +105,57 @@ def segment(image_rgb: np.ndarray) -> Segmentation:
         flags.append("low_contrast")
     if "no_lesion" in flags:
         empty = np.zeros((height, width), np.uint8)
-        return Segmentation(empty, flags, float(contrast), original_lab, hairs)
+        return Segmentation(empty, flags, float(contrast), original_lab, hairs, quality=NOT_FOUND)
     edge = refine_edge(small_mask, distance, field_of_view, hairs, level)
     small_mask = edge.mask
     mask, contour = (small_mask, None) if scale == 1 else upsample(edge, (width, height))
     if touches_border(small_mask, field_of_view):
         flags.append("touches_border")
-    return Segmentation(mask, flags, float(contrast), original_lab, hairs, small_mask, contour)
+    quality = assess(original_lab, small_mask, field_of_view)
+    return Segmentation(mask, flags, float(contrast), original_lab, hairs, small_mask, contour, quality)
 
 
-def working_image(image_rgb: np.ndarray) -> np.ndarray:
-    """Downscale by the whole factor that brings the longer side to at most WORKING_SIDE (OpenCV's area
+def segment_located(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None,
+                    around: tuple[int, int, int, int] | None = None) -> Segmentation:
+    """Find the most lesion-like blob near `lesion_at` (default: the centre) in a wide view, or take the
+    box `around` (x, y, width, height in the image's pixels), and segment a crop around it."""
+    height, width = image_rgb.shape[:2]
+    if around is not None:
+        x, y, w, h = around
+        return segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)))
+    small = working_image(image_rgb, LOCATE_SIDE)
+    scale = width / small.shape[1]
+    cleaned, _, hairs = remove_artifacts(small)
+    found = candidates(background_distance(to_lab(cleaned)), hairs)
+    point = (width / 2, height / 2) if lesion_at is None else lesion_at
+    small_point = (point[0] / scale, point[1] / scale)
+    target = (most_lesion_like(found, small_point, small.shape[1::-1]) if lesion_at is None
+              else nearest(found, small_point, reach=0.05 * np.hypot(*small.shape[:2])))
+    if target is None and lesion_at is None:
+        return Segmentation(np.zeros((height, width), np.uint8), ["no_lesion"], quality=NOT_FOUND)
+    box = target.box if target is not None else point_box(small_point, 0.04 * np.hypot(*small.shape[:2]))
+    return segment_crop(image_rgb, crop_around(box, scale, (width, height)))
+
+
+def segment_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int]) -> Segmentation:
+    """Segment the lesion in the middle of `crop` (x0, y0, x1, y1); the mask and flags in the whole image."""
+    height, width = image_rgb.shape[:2]
+    x0, y0, x1, y1 = crop
+    inner = segment_view(image_rgb[y0:y1, x0:x1], clinical=True, hair_width=max(height, width) / 40)
+    mask = np.zeros((height, width), np.uint8)
+    mask[y0:y1, x0:x1] = inner.mask
+    flags = [flag for flag in inner.flags if flag != "touches_border"]
+    if inner.found and touches_border(mask, np.ones_like(mask)):
+        flags.append("touches_border")
+    contour = None if inner.contour is None else inner.contour + np.array([x0, y0], np.int32)
+    return Segmentation(mask, flags, inner.contrast, None, None, None, contour, inner.quality, located=True)
+
+
+def working_image(image_rgb: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
+    """Downscale by the whole factor that brings the longer side to at most `side` (OpenCV's area
     resampling is several times faster for whole factors)."""
     height, width = image_rgb.shape[:2]
-    factor = int(np.ceil(max(height, width) / WORKING_SIDE))
+    factor = int(np.ceil(max(height, width) / side))
     if factor <= 1:
         return image_rgb
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
@@ -116,11 +198,13 @@ def outer_ring(shape: tuple[int, int]) -> np.ndarray:
     return ring[:: max(1, ring.size // RING_SAMPLES)]
 
 
-def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray,
-                     skin: np.ndarray) -> tuple[np.ndarray | None, float, float]:
+def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray, skin: np.ndarray,
+                     least_share_of_otsu: float = 0.0,
+                     growable: np.ndarray | None = None) -> tuple[np.ndarray | None, float, float]:
     """Lesion = clearly unlike the skin: hysteresis from Otsu's level down to a level set by the skin's own
-    spread at the `skin` sample pixels, so a lesion of many colours is not split at its own colour
-    boundaries. Returns (mask, contrast, threshold in distance units)."""
+    spread at the `skin` sample pixels (at least `least_share_of_otsu` of Otsu's), so a lesion of many
+    colours is not split at its own colour boundaries. Returns (mask, contrast, threshold in distance
+    units)."""
     view_area = cv2.countNonZero(field_of_view)
     if view_area == 0:
         return None, 0.0, 0.0
@@ -133,8 +217,8 @@ def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray,
     skin_distance = distance.ravel()[skin]
     centre = float(np.median(skin_distance))
     spread = 1.4826 * float(np.median(np.abs(skin_distance - centre)))
-    level = min(high, max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread))
-    binary = hysteresis(distance, high, level, field_of_view)
+    level = min(high, max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread, least_share_of_otsu * high))
+    binary = hysteresis(distance, high, level, field_of_view if growable is None else growable)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(5))
     binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, ellipse(7))
     component = central_component(binary)
@@ -160,15 +244,6 @@ def lesion_contrast(distance: np.ndarray, component: np.ndarray, field_of_view: 
     return float(np.median(sampled[lesion]) - np.median(sampled[view & ~lesion]))
 
 
-def hysteresis(distance: np.ndarray, high: float, low: float, field_of_view: np.ndarray) -> np.ndarray:
-    """Pixels above `low` that are connected to a pixel above `high` (Otsu's core of the lesion)."""
-    candidates = cv2.bitwise_and(cv2.compare(distance, low, cv2.CMP_GT), field_of_view * np.uint8(255)) // 255
-    count, labels = cv2.connectedComponents(candidates, connectivity=8)
-    seeded = np.bincount(labels[distance > high], minlength=count) > 0
-    seeded[0] = False
-    return seeded.astype(np.uint8)[labels]
-
-
 def central_component(binary: np.ndarray) -> np.ndarray | None:
     """The connected component with the largest area weighted by closeness to the image centre."""
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -176,7 +251,7 @@ def central_component(binary: np.ndarray) -> np.ndarray | None:
         return None
     height, width = binary.shape
     offsets = np.hypot((centroids[1:, 0] - width / 2) / width, (centroids[1:, 1] - height / 2) / height)
-    scores = stats[1:, cv2.CC_STAT_AREA] * np.exp(-4 * offsets**2)
+    scores = stats[1:, cv2.CC_STAT_AREA] * np.exp(-12 * offsets**2)
     return (labels == 1 + int(np.argmax(scores))).astype(np.uint8)
 
 
