@@ -300,6 +300,22 @@ def synth_ood(
     console.print(f"wrote {count} images to {out}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
 
 
+@app.command("synth-clinical")
+def synth_clinical(
+    out: Annotated[Path, typer.Argument(help="Folder for the photos, truth/ masks and index.json.")],
+    per_kind: Annotated[int, typer.Option(min=1, help="Photos of each kind.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+):
+    """Draw clinical-photo-style lesions with truth masks (small dark, pale, several, hairy, stamped; 640x480)
+    to test the ABCDE segmentation outside dermoscopic close-ups."""
+    from melanomanet.data.clinical import KINDS, write_clinical_set
+
+    with progress_bar() as bar:
+        task = bar.add_task("drawing", total=per_kind * len(KINDS), status="")
+        write_clinical_set(out, per_kind, seed, progress=lambda: bar.advance(task))
+    console.print(f"wrote {per_kind * len(KINDS)} photos to {out} ({', '.join(KINDS)}; synthetic, for tests only)")
+
+
 register_runtime_commands(app)
 
 concepts_app = typer.Typer(help="FastCAV concept explanations: concept image sets and vectors.", no_args_is_help=True,

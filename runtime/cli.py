@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runtime.console import BackendName, BackendOpt, JsonOpt, MmOpt, console, fail, progress_bar
+from runtime.console import BackendName, BackendOpt, JsonOpt, LesionAtOpt, MmOpt, console, fail, progress_bar
 from runtime.errors import MnetError
 
 
@@ -27,6 +27,7 @@ def run(
     class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class instead of the "
                                                       "predicted one (e.g. MEL).")] = None,
     mm_per_px: MmOpt = None,
+    lesion_at: LesionAtOpt = None,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for ONNX Runtime (0: all).")] = 0,
     abcde: Annotated[bool, typer.Option(help="Run the ABCD analysis.")] = True,
     force: Annotated[bool, typer.Option(help="Redo every image, also into a folder holding another run's "
@@ -45,7 +46,7 @@ def run(
 
     try:
         predictor = Predictor(model, backend=backend.value, mc_samples=mc_samples, seed=seed, threads=threads,
-                              abcde=abcde, mm_per_px=mm_per_px, verify=verify)
+                              abcde=abcde, mm_per_px=mm_per_px, verify=verify, lesion_at=lesion_at)
         if class_name:
             predictor.class_index(class_name)
     except MnetError as error:
@@ -59,6 +60,7 @@ def run(
 
     collected = collect_images(inputs, out)
     options = {"mc_samples": predictor.mc_samples, "seed": seed, "mm_per_px": mm_per_px, "abcde": abcde,
+               "lesion_at": list(lesion_at) if lesion_at else None,
                "backend": backend.value, "verified": verify}
     with progress_bar(with_status=False) as bar:
         task = bar.add_task("explaining", total=len(collected[0]))
@@ -99,9 +101,10 @@ def _summary_table(outcomes):
 
 
 def abcde(
-    image: Annotated[Path, typer.Argument(help="A dermoscopic image.")],
+    image: Annotated[Path, typer.Argument(help="A dermoscopic image or a clinical photo.")],
     prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (E).")] = None,
     mm_per_px: MmOpt = None,
+    lesion_at: LesionAtOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON to this file "
                                                      "('-': to standard output instead of the summary).")] = None,
     png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the picture here: the ABCD overlay, or "
@@ -112,7 +115,7 @@ def abcde(
     from runtime.imageio import encode_png, write_atomic
 
     try:
-        result, overlay = analyze_files(image, prior, mm_per_px)
+        result, overlay = analyze_files(image, prior, mm_per_px, lesion_at)
     except MnetError as error:
         fail(error)
     text = json.dumps(result, indent=2)

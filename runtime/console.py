@@ -51,8 +51,26 @@ def positive(value: float | None) -> float | None:
     return value
 
 
+def point(value: str | None) -> tuple[float, float] | None:
+    """'X,Y' (pixels of the image as shown, upright) -> (x, y)."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    try:
+        x, y = (float(part) for part in parts)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240") from None
+    if not (x >= 0 and y >= 0):
+        raise typer.BadParameter(f"{value!r}: X and Y are pixel positions, 0 or more")
+    return x, y
+
+
 BackendOpt = Annotated[BackendName, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or "
                                                  "tensorrt (a .engine file).")]
 MmOpt = Annotated[Optional[float], typer.Option(callback=positive, help="Millimetres per pixel from the "
                                                 "dermatoscope's calibration (diameters in mm; > 0).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this JSON file.")]
+LesionAtOpt = Annotated[Optional[str], typer.Option(
+    "--lesion-at", metavar="X,Y", callback=point,
+    help="Where the lesion is, in pixels from the image's top-left corner (e.g. 320,240): when the view holds "
+         "several lesions or none is found. Default: the most lesion-like blob near the centre.")]

@@ -183,6 +183,10 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     earns and the dermoscopic reference, then one summary line. Colour None is body text."""
     if abcde is None:
         return []
+    if abcde.get("status") == "unreliable":
+        return [("", "ABCD criteria", "heading"),
+                ("", "not measured: the lesion outline failed its quality check (" + "; ".join(abcde["reasons"])
+                     + "). Point at the lesion (--lesion-at X,Y) or retake the photo closer.", AMBER)]
     if abcde.get("asymmetry") is None:
         return [("", "ABCD criteria", "heading"), ("", "no lesion found in the image: nothing measured", AMBER)]
     asymmetry, border, colour, diameter = abcde["asymmetry"], abcde["border"], abcde["color"], abcde["diameter"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.abcde.analyze import analyze_view, bounded_view
+from runtime.abcde.api import check_point
 from runtime.backends import Backend, open_backend
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
 from runtime.errors import ConfigError, MnetError
@@ -68,6 +69,7 @@ class Prepared:
 class Predictor:
     def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
                  seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None,
+                 lesion_at: tuple[float, float] | None = None,
                  verify: bool = True):
         """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`.
         `verify=False` runs an ONNX bundle without checking it against its sidecar; the report records it."""
@@ -85,6 +87,7 @@ class Predictor:
         self.mc_mask = draw_mc_mask(self.mc_samples, features, self.manifest.dropout_p, seed)
         self.with_abcde = abcde
         self.mm_per_px = mm_per_px
+        self.lesion_at = lesion_at
         self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
                            "sha256": self.backend.sha256 or sha256_file(self.path), "backend": self.backend.name,
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
@@ -152,7 +155,9 @@ class Predictor:
         if self.with_abcde:
             mark = time.perf_counter()
             calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
-            found = analyze_view(view, factor, calibration)
+            if self.lesion_at is not None:
+                check_point(self.lesion_at, rgb, prepared.name)
+            found = analyze_view(view, factor, calibration, self.lesion_at)
             mask, analysis = found.mask, found.measurements
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
             timings["abcde"] = _since(mark)

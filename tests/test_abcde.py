@@ -179,8 +179,10 @@ def test_arbitrary_images_and_masks_never_raise(image, data):
     mask = data.draw(arrays(np.uint8, image.shape[:2], elements=st.integers(0, 1)))
     for result in (analyze(image), analyze(image, mm_per_px=0.01, mask=mask)):
         if result["asymmetry"] is None:
-            assert "no_lesion" in result["segmentation"]["flags"]
+            assert result["status"] in ("no_lesion", "unreliable") and result["reasons"]
+            assert ("no_lesion" in result["segmentation"]["flags"]) == (result["status"] == "no_lesion")
             continue
+        assert result["status"] == "measured"
         assert all(0 <= v <= 2 for v in result["asymmetry"]["shape_axes"])
         assert all(0 <= v <= 1 for v in result["asymmetry"]["color_axes"])
         assert result["asymmetry"]["points"] in (0, 1, 2)

@@ -128,7 +128,8 @@ def lighting(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 def stamp(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """A camera date stamp in a corner and a translucent clinic watermark across the frame."""
     height, width = image.shape[:2]
-    date = f"2026-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d} {rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}"
+    month, day, hour, minute = rng.integers(1, 13), rng.integers(1, 29), rng.integers(0, 24), rng.integers(0, 60)
+    date = f"2026-{month:02d}-{day:02d} {hour:02d}:{minute:02d}"
     cv2.putText(image, date, (width - 250, height - 18), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 170, 40), 2,
                 cv2.LINE_AA)
     overlay = image.copy()
@@ -137,7 +138,7 @@ def stamp(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return cv2.addWeighted(overlay, 0.35, image, 0.65, 0)
 
 
-def write_clinical_set(out: str | Path, per_kind: int, seed: int) -> Path:
+def write_clinical_set(out: str | Path, per_kind: int, seed: int, progress=None) -> Path:
     """Write `per_kind` photos of every kind (JPEG) with their truth masks (PNG) and an index (JSON)."""
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
@@ -151,5 +152,7 @@ def write_clinical_set(out: str | Path, per_kind: int, seed: int) -> Path:
             cv2.imwrite(str(out / "truth" / f"{name}_mask.png"), scene.mask * 255)
             index.append({"image": f"{name}.jpg", "kind": kind, "target_share": scene.target_share,
                           "target_centre": scene.target_centre, "lesions": scene.lesions})
+            if progress is not None:
+                progress()
     (out / "index.json").write_text(json.dumps(index, indent=1))
     return out / "index.json"

@@ -27,6 +27,7 @@ PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 
 
 
 MAX_ANALYSIS_SIDE = 2048
+NOT_MEASURED = {"asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None}
 
 
 @dataclass(frozen=True)
@@ -37,19 +38,22 @@ class Analysis:
     mask: np.ndarray | None
 
 
-def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None) -> dict:
-    """Segment (unless a mask is given) and measure; keys: segmentation, asymmetry, border, color, diameter,
-    partial_score. Images larger than MAX_ANALYSIS_SIDE are measured downscaled, sizes in original pixels."""
-    return analyze_with_mask(image_rgb, mm_per_px, mask).measurements
+def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None,
+            lesion_at: tuple[float, float] | None = None) -> dict:
+    """Segment (unless a mask is given; near `lesion_at`, x and y in pixels, when given) and measure; keys:
+    status ("measured", "unreliable": the outline failed its quality check, or "no_lesion"), reasons,
+    segmentation, asymmetry, border, color, diameter, partial_score (A-D None unless measured). Images
+    larger than MAX_ANALYSIS_SIDE are measured downscaled, sizes in original pixels."""
+    return analyze_with_mask(image_rgb, mm_per_px, mask, lesion_at).measurements
 
 
-def analyze_with_mask(image_rgb: np.ndarray, mm_per_px: float | None = None,
-                      mask: np.ndarray | None = None) -> Analysis:
-    """`analyze`, with the lesion mask at the image's size."""
+def analyze_with_mask(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None,
+                      lesion_at: tuple[float, float] | None = None) -> Analysis:
+    """`analyze`, with the lesion mask at the image's size (None unless measured)."""
     if mask is not None:
         return _measure(image_rgb, mm_per_px, mask)
     view, factor = bounded_view(image_rgb)
-    found = analyze_view(view, factor, mm_per_px)
+    found = analyze_view(view, factor, mm_per_px, lesion_at)
     if factor == 1.0 or found.mask is None:
         return found
     height, width = image_rgb.shape[:2]
@@ -62,26 +66,33 @@ def bounded_view(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
     return (image_rgb if factor == 1.0 else downscale(image_rgb, factor)), factor
 
 
-def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None) -> Analysis:
+def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None,
+                 lesion_at: tuple[float, float] | None = None) -> Analysis:
     """Analyse a view made by `bounded_view`: sizes in original pixels, the mask at the view's size."""
-    found = _measure(view, mm_per_px / factor if mm_per_px else None)
+    at = None if lesion_at is None else (lesion_at[0] * factor, lesion_at[1] * factor)
+    found = _measure(view, mm_per_px / factor if mm_per_px else None, lesion_at=at)
     if factor == 1.0:
         return found
     return replace(found, measurements=to_original_pixels(found.measurements, factor, mm_per_px))
 
 
-def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | None = None) -> Analysis:
-    found = segment(image_rgb) if mask is None else Segmentation((mask > 0).astype(np.uint8))
+def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | None = None,
+             lesion_at: tuple[float, float] | None = None) -> Analysis:
+    given = mask is not None
+    found = segment(image_rgb, lesion_at) if not given else Segmentation((mask > 0).astype(np.uint8))
     result = {"segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
-                               "flags": list(found.flags)}}
+                               "flags": list(found.flags), **quality_fields(found, given)}}
     geometry = None
     if found.area_px >= 9:
         geometry = region(found.mask) if found.contour is None else region_inside(found.contour)
     if geometry is None or not found.found:
         if "no_lesion" not in result["segmentation"]["flags"]:
             result["segmentation"]["flags"].append("no_lesion")
-        return Analysis({**result, "asymmetry": None, "border": None, "color": None, "diameter": None,
-                         "partial_score": None}, None)
+        return Analysis({"status": "no_lesion", "reasons": ["no lesion found in the image"], **result,
+                         **NOT_MEASURED}, None)
+    if not given and not found.quality.reliable:
+        return Analysis({"status": "unreliable", "reasons": list(found.quality.reasons), **result,
+                         **NOT_MEASURED}, None)
     lab, small_mask = working_copies(image_rgb, found)
     small_geometry = geometry.scaled(small_mask.shape[1] / found.mask.shape[1])
     shape_axes = shape_asymmetry(geometry)
@@ -93,6 +104,8 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     present, coverage = colours_present(lab, hairless)
     cutoffs = border_cutoff_segments(lab[..., 0], small_mask, small_geometry)
     result.update({
+        "status": "measured",
+        "reasons": [],
         "asymmetry": {"shape_axes": shape_axes, "shape": float(np.mean(shape_axes)), "color_axes": colour_axes,
                       "color": float(np.mean(colour_axes)), "points": int(points),
                       "orientation_deg": float(np.degrees(geometry.orientation)),
@@ -104,6 +117,16 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
                           "note": PARTIAL_SCORE_NOTE},
     })
     return Analysis(result, found.mask)
+
+
+def quality_fields(found: Segmentation, given: bool) -> dict:
+    """The outline's quality figures (none for a mask given by the caller)."""
+    if given:
+        return {"mask": "given"}
+    quality = found.quality
+    return {"mask": "located in a crop" if found.located else "whole view", "edge_step": round(quality.score, 2),
+            "skin_noise": round(quality.noise, 2), "weak_sectors": quality.weak_sectors,
+            "border_share": round(quality.border_share, 3)}
 
 
 def downscale(image_rgb: np.ndarray, factor: float) -> np.ndarray:

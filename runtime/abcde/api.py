@@ -9,14 +9,18 @@ import numpy as np
 from runtime.abcde.analyze import Analysis, analyze_with_mask
 from runtime.abcde.evolution import evolution, register
 from runtime.abcde.overlay import abcde_overlay, evolution_overlay
+from runtime.errors import ImageError
 from runtime.imageio import load_image
 
 
-def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | None = None) -> tuple[dict, np.ndarray]:
+def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | None = None,
+                  lesion_at: tuple[float, float] | None = None) -> tuple[dict, np.ndarray]:
     """Measurements of `image` (and their change since `prior`) and the picture: the ABCD overlay, or with a
-    prior, the prior aligned to this image, both outlines overlaid and the changes listed."""
+    prior, the prior aligned to this image, both outlines overlaid and the changes listed. `lesion_at` (x, y
+    pixels) points at the lesion in `image`."""
     rgb = load_image(image)
-    current = analyze_with_mask(rgb, mm_per_px)
+    check_point(lesion_at, rgb, image)
+    current = analyze_with_mask(rgb, mm_per_px, lesion_at=lesion_at)
     result = {"image": str(image), **current.measurements}
     picture = abcde_overlay(rgb, result, current.mask)
     if prior is not None:
@@ -27,6 +31,13 @@ def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | Non
         picture = evolution_overlay(prior_rgb, picture, _mask(before, prior_rgb), _mask(current, rgb),
                                     result["evolution"])
     return result, picture
+
+
+def check_point(point: tuple[float, float] | None, rgb: np.ndarray, image: str | Path) -> None:
+    height, width = rgb.shape[:2]
+    if point is not None and not (point[0] < width and point[1] < height):
+        raise ImageError(image, f"--lesion-at {point[0]:g},{point[1]:g} lies outside the image ({width}x{height} "
+                         "pixels)", "Give a position inside it, counted from the top-left corner")
 
 
 def evolution_between(prior_rgb: np.ndarray, current_rgb: np.ndarray, mm_per_px: float | None = None) -> dict:

@@ -18,7 +18,9 @@ PRIOR = (0, 200, 230)
 def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) -> np.ndarray:
     drawn = image.copy()
     if mask is None or analysis.get("asymmetry") is None:
-        text(drawn, "no lesion found", (10, 30), 0.8, (255, 255, 255), 2)
+        unreliable = analysis.get("status") == "unreliable"
+        text(drawn, "outline unreliable: ABCD withheld" if unreliable else "no lesion found", (10, 30), 0.8,
+             (255, 255, 255), 2)
         return drawn
     thickness = max(2, round(max(image.shape[:2]) / 300))
     drawn = outline(drawn, mask, (255, 255, 255), thickness)

@@ -1,7 +1,8 @@
 """Lesion segmentation in OpenCV, robust to hairs, ruler marks, specular highlights and the dark
 vignette of a dermatoscope: inpaint thin dark and small bright structures, threshold the colour distance
 from the surrounding skin (CIELAB), keep the central component, then cut its edge at the half-contrast
-point, pixel by pixel, at full resolution."""
+point, pixel by pixel, at full resolution. An outline that fails its quality check (`quality.py`) is sought
+again around a lesion located in the wide view (`locate.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 
 from runtime.abcde.artifacts import ellipse, field_of_view_mask, remove_artifacts
+from runtime.abcde.edge import SKIN_LEVEL_FLOOR, largest_filled, refine_edge, upsample
 from runtime.abcde.locate import (
     LOCATE_SIDE,
     background_distance,
@@ -22,7 +24,6 @@ from runtime.abcde.locate import (
     nearest,
     point_box,
 )
-from runtime.abcde.edge import SKIN_LEVEL_FLOOR, largest_filled, refine_edge, upsample
 from runtime.abcde.palette import to_lab
 from runtime.abcde.quality import NOT_FOUND, Quality, assess
 
