@@ -27,7 +27,6 @@ FIT_STEP = 3
 class Candidate:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the located image's pixels
     centroid: tuple[float, float]
-    area: int
     contrast: float  # median colour distance inside minus that in a ring around it
 
 
@@ -81,18 +80,9 @@ def candidates(distance: np.ndarray, inpainted: np.ndarray) -> list[Candidate]:
         blob = labels == index
         if area < smallest or area < 0.25 * w * h:
             continue
-        found.append(Candidate((int(x), int(y), int(x + w), int(y + h)), tuple(centroids[index]), int(area),
+        found.append(Candidate((int(x), int(y), int(x + w), int(y + h)), tuple(centroids[index]),
                                surround_contrast(distance, blob, (x, y, w, h))))
     return found
-
-
-def hysteresis(distance: np.ndarray, high: float, low: float, field_of_view: np.ndarray) -> np.ndarray:
-    """Pixels above `low` that are connected to a pixel above `high` (0/1)."""
-    candidates = cv2.bitwise_and(cv2.compare(distance, low, cv2.CMP_GT), field_of_view * np.uint8(255)) // 255
-    count, labels = cv2.connectedComponents(candidates, connectivity=8)
-    seeded = np.bincount(labels[distance > high], minlength=count) > 0
-    seeded[0] = False
-    return seeded.astype(np.uint8)[labels]
 
 
 def surround_contrast(distance: np.ndarray, blob: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -133,12 +123,11 @@ def point_box(point: tuple[float, float], half: float) -> tuple[int, int, int, i
     return (int(point[0] - half), int(point[1] - half), int(np.ceil(point[0] + half)), int(np.ceil(point[1] + half)))
 
 
-def crop_around(box: tuple[int, int, int, int], scale: float, size: tuple[int, int],
-                context: float = 1.0) -> tuple[int, int, int, int]:
+def crop_around(box: tuple[int, int, int, int], scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The box (in located pixels) carried to the full image (`scale` full pixels per located pixel) and
-    widened by `context` times its size on every side (at least 12 full pixels), clipped to `size`."""
+    widened by its size on every side (at least 12 full pixels), clipped to `size`."""
     width, height = size
     x0, y0, x1, y1 = box
-    pad = max(12 / scale, context * max(x1 - x0, y1 - y0))
+    pad = max(12 / scale, max(x1 - x0, y1 - y0))
     return (max(0, int((x0 - pad) * scale)), max(0, int((y0 - pad) * scale)),
             min(width, int(np.ceil((x1 + pad) * scale))), min(height, int(np.ceil((y1 + pad) * scale))))

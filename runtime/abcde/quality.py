@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from runtime.abcde.edge import padded_box
+
 SECTORS = 8
 EDGE_STEP_BAR = 4.0  # CIELAB units; a just-noticeable difference is about 2.3
 EDGE_NOISE_BAR = 0.8
@@ -35,26 +37,31 @@ NOT_FOUND = Quality(0.0, 0.0, SECTORS, 0.0, ("no lesion found",))
 
 
 def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray) -> Quality:
-    """Quality of the outline of `mask` (0/1) on the CIELAB image `lab` of the same size."""
-    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
-    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3)
+    """Quality of the outline of `mask` (0/1) on the CIELAB image `lab` of the same size, measured in a box
+    around the lesion (the bands reach at most 2 + width pixels out)."""
     radius = np.sqrt(max(np.count_nonzero(mask), 1) / np.pi)
     width = max(2.0, 0.15 * radius)
+    x0, y0, x1, y1 = padded_box(mask, int(np.ceil(2 + width)) + 3)
+    window = (slice(y0, y1), slice(x0, x1))
+    mask, lab, field_of_view = mask[window], lab[window], field_of_view[window]
+    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3)
     inner = (inside > 1) & (inside <= 1 + width)
     outer = (outside > 2) & (outside <= 2 + width) & (field_of_view > 0)
     if np.count_nonzero(inner) < 8 or np.count_nonzero(outer) < 8:
         return Quality(0.0, 0.0, SECTORS, 1.0, ("the outline is too small to judge",))
-    sector = sectors(mask)
     skin = lab[outer]
     noise = 1.4826 * float(np.median(np.linalg.norm(skin - np.median(skin, axis=0), axis=1)))
+    centre = centroid(mask)
+    inner_sector, outer_sector = sectors(np.nonzero(inner), centre), sectors(np.nonzero(outer), centre)
+    inner_lab = lab[inner]
     differences = []
     for index in range(SECTORS):
-        band_in, band_out = inner & (sector == index), outer & (sector == index)
-        if np.count_nonzero(band_in) < 3 or np.count_nonzero(band_out) < 3:
+        band_in, band_out = inner_lab[inner_sector == index], skin[outer_sector == index]
+        if len(band_in) < 3 or len(band_out) < 3:
             differences.append(0.0)
             continue
-        step = np.median(lab[band_in], axis=0) - np.median(lab[band_out], axis=0)
-        differences.append(float(np.linalg.norm(step)))
+        differences.append(float(np.linalg.norm(np.median(band_in, axis=0) - np.median(band_out, axis=0))))
     score = float(np.median(differences))
     weak = int(sum(d < WEAK_SECTOR_STEP for d in differences))
     share = border_share(mask, field_of_view)
@@ -70,13 +77,15 @@ def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray) -> Qual
     return Quality(score, noise, weak, share, tuple(reasons))
 
 
-def sectors(mask: np.ndarray) -> np.ndarray:
-    """Each pixel's sector (0 to SECTORS - 1) by its angle about the mask's centroid."""
+def centroid(mask: np.ndarray) -> tuple[float, float]:
     moments = cv2.moments(mask, binaryImage=True)
     area = max(moments["m00"], 1.0)
-    height, width = mask.shape
-    ys, xs = np.mgrid[0:height, 0:width]
-    angle = np.arctan2(ys - moments["m01"] / area, xs - moments["m10"] / area)
+    return moments["m10"] / area, moments["m01"] / area
+
+
+def sectors(pixels: tuple[np.ndarray, np.ndarray], centre: tuple[float, float]) -> np.ndarray:
+    """Each pixel's (rows, columns) sector, 0 to SECTORS - 1, by its angle about `centre` (x, y)."""
+    angle = np.arctan2(pixels[0] - centre[1], pixels[1] - centre[0])
     return ((angle + np.pi) / (2 * np.pi) * SECTORS).astype(np.int32) % SECTORS
 
 
@@ -84,8 +93,13 @@ def border_share(mask: np.ndarray, field_of_view: np.ndarray) -> float:
     """Share of the mask's boundary pixels on the image border or next to the outside of the view."""
     eroded = cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     boundary = mask.astype(bool) & ~eroded.astype(bool)
-    edge = np.zeros_like(boundary)
+    return float(np.count_nonzero(boundary & view_edge(field_of_view)) / max(np.count_nonzero(boundary), 1))
+
+
+def view_edge(field_of_view: np.ndarray) -> np.ndarray:
+    """Where a lesion outline is cut off: the image's outer rows and columns and 2 pixels around what is out
+    of view (boolean)."""
+    edge = np.zeros(field_of_view.shape, bool)
     edge[[0, -1], :] = True
     edge[:, [0, -1]] = True
-    outside_view = cv2.dilate((field_of_view == 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    return float(np.count_nonzero(boundary & (edge | outside_view)) / max(np.count_nonzero(boundary), 1))
+    return edge | cv2.dilate((field_of_view == 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

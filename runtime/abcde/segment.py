@@ -19,13 +19,12 @@ from runtime.abcde.locate import (
     background_distance,
     candidates,
     crop_around,
-    hysteresis,
     most_lesion_like,
     nearest,
     point_box,
 )
 from runtime.abcde.palette import to_lab
-from runtime.abcde.quality import NOT_FOUND, Quality, assess
+from runtime.abcde.quality import NOT_FOUND, Quality, assess, view_edge
 
 WORKING_SIDE = 200
 MIN_CONTRAST = 10.0
@@ -245,6 +244,15 @@ def lesion_contrast(distance: np.ndarray, component: np.ndarray, field_of_view: 
     return float(np.median(sampled[lesion]) - np.median(sampled[view & ~lesion]))
 
 
+def hysteresis(distance: np.ndarray, high: float, low: float, field_of_view: np.ndarray) -> np.ndarray:
+    """Pixels above `low` that are connected to a pixel above `high` (0/1)."""
+    candidates = cv2.bitwise_and(cv2.compare(distance, low, cv2.CMP_GT), field_of_view * np.uint8(255)) // 255
+    count, labels = cv2.connectedComponents(candidates, connectivity=8)
+    seeded = np.bincount(labels[distance > high], minlength=count) > 0
+    seeded[0] = False
+    return seeded.astype(np.uint8)[labels]
+
+
 def central_component(binary: np.ndarray) -> np.ndarray | None:
     """The connected component with the largest area weighted by closeness to the image centre."""
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -257,8 +265,4 @@ def central_component(binary: np.ndarray) -> np.ndarray | None:
 
 
 def touches_border(mask: np.ndarray, field_of_view: np.ndarray) -> bool:
-    edge = np.zeros_like(mask, bool)
-    edge[[0, -1], :] = True
-    edge[:, [0, -1]] = True
-    outside_view = cv2.dilate((field_of_view == 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    return bool((mask.astype(bool) & (edge | outside_view)).any())
+    return bool((mask.astype(bool) & view_edge(field_of_view)).any())
