@@ -53,13 +53,29 @@ class BatchSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-def write_outputs(result: Result, out: Path, stem: str, input_sha256: str | None = None) -> dict:
+@dataclass(frozen=True)
+class Rendered:
+    """An explained prediction's files in memory: the report (its heatmap file name not yet set), the heatmap
+    PNG and the panel PNG (None when not asked for). What a server sends back."""
+
+    report: dict
+    heatmap_png: bytes
+    panel_png: bytes | None
+
+
+def render_outputs(result: Result, panel: bool = True) -> Rendered:
+    heatmap = cv2.imencode(".png", np.uint8(np.clip(result.heatmap, 0, 1) * 255))[1].tobytes()
+    return Rendered(result.to_dict(), heatmap, encode_png(render_panel(result)) if panel else None)
+
+
+def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256: str | None = None) -> dict:
     """Heatmap and panel, then the report JSON last: a JSON on disk means a complete set of outputs."""
+    rendered = result if isinstance(result, Rendered) else render_outputs(result)
     heatmap_name = f"{stem}.gradcampp.png"
-    write_atomic(out / heatmap_name, cv2.imencode(".png", np.uint8(np.clip(result.heatmap, 0, 1) * 255))[1].tobytes())
-    result.heatmap_file = heatmap_name
-    write_atomic(out / f"{stem}.png", encode_png(render_panel(result)))
-    report = result.to_dict()
+    write_atomic(out / heatmap_name, rendered.heatmap_png)
+    write_atomic(out / f"{stem}.png", rendered.panel_png)
+    report = {**rendered.report, "gradcampp": {**rendered.report["gradcampp"], "heatmap": heatmap_name},
+              "input": dict(rendered.report["input"])}
     if input_sha256 is not None:
         report["input"]["sha256"] = input_sha256
     write_atomic(out / f"{stem}.json", json.dumps(report, indent=2).encode())

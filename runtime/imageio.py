@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import struct
@@ -48,21 +49,28 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
         raise ImageError(path, "is a folder, not an image", "Pass image files, or a folder that holds some.")
     if path.stat().st_size == 0:
         raise ImageError(path, "file is empty", "Copy the image again from its source.")
-    header = probe(path)
+    return decode_image(path.read_bytes(), path)
+
+
+def decode_image(data: bytes, source: str | Path) -> tuple[np.ndarray, dict]:
+    """`read_image` of an encoded image held in memory (a request's bytes); errors name `source`."""
+    if len(data) == 0:
+        raise ImageError(source, "is empty (0 bytes)", "Send the encoded image file (JPEG or PNG).")
+    header = probe(io.BytesIO(data), source)
     try:
-        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     except Exception as error:
-        raise ImageError(path, f"the decoder failed ({str(error).splitlines()[0][:120]})",
+        raise ImageError(source, f"the decoder failed ({str(error).splitlines()[0][:120]})",
                          "Re-export it as JPEG or PNG.") from None
     if image is None:
-        raise ImageError(path, "not a readable image (corrupt, truncated or not an image format)",
+        raise ImageError(source, "not a readable image (corrupt, truncated or not an image format)",
                          "Re-export it as JPEG or PNG.")
-    rgb = upright(to_rgb8(image, path), header["exif_orientation"])
+    rgb = upright(to_rgb8(image, source), header["exif_orientation"])
     return rgb, header
 
 
-def probe(path: Path) -> dict:
-    """Format, size and EXIF orientation from the file's header alone (Pillow opens lazily, decodes nothing).
+def probe(stream: io.BytesIO, source: str | Path) -> dict:
+    """Format, size and EXIF orientation from the image's header alone (Pillow opens lazily, decodes nothing).
     Pillow's own pixel limit is lifted while it reads the header: MAX_PIXELS is the limit, checked here."""
     from PIL import Image, UnidentifiedImageError
 
@@ -71,18 +79,19 @@ def probe(path: Path) -> dict:
             warnings.simplefilter("ignore")  # Pillow's notes on corrupt metadata: the file is judged below
             limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                with Image.open(path) as handle:
+                with Image.open(stream) as handle:
                     width, height = handle.size
                     image_format = handle.format
                     if width * height > MAX_PIXELS:
-                        raise ImageError(path, f"its header declares {width}x{height} px, more than "
-                                               f"{MAX_PIXELS:,} pixels; it was not decoded", "Downscale it first.")
+                        raise ImageError(source, f"its header declares {width}x{height} px, more than "
+                                                 f"{MAX_PIXELS:,} pixels; it was not decoded", "Downscale it first.")
                     orientation = int(handle.getexif().get(EXIF_ORIENTATION, 1)) \
                         if image_format in EXIF_FORMATS else 1
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
-        raise ImageError(path, f"not a readable image ({type(error).__name__}: {str(error)[:120]})",
+        detail = "no known image format" if isinstance(error, UnidentifiedImageError) else str(error)[:120]
+        raise ImageError(source, f"not a readable image ({type(error).__name__}: {detail})",
                          "Re-export it as JPEG or PNG.") from None
     return {"format": image_format, "width": width, "height": height,
             "exif_orientation": orientation if orientation in ORIENTATIONS else 1}

@@ -15,7 +15,7 @@ from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDIN
 from runtime.errors import ConfigError, MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
-from runtime.imageio import as_rgb_array, read_image
+from runtime.imageio import as_rgb_array, decode_image, read_image
 from runtime.manifest import sha256_file
 from runtime.preprocess import preprocess
 from runtime.uncertainty import Uncertainty, draw_mc_mask, mc_uncertainty, softmax
@@ -43,7 +43,6 @@ class Result:
     input_info: dict = field(default_factory=dict)
     view_rgb: np.ndarray | None = None  # the image as analysed and drawn (at most MAX_ANALYSIS_SIDE px)
     mc_seed: int | None = None
-    heatmap_file: str | None = None  # set when the batch writes the heatmap PNG
 
     @property
     def label(self) -> str:
@@ -53,6 +52,15 @@ class Result:
         from runtime.report import report_dict
 
         return report_dict(self)
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What one image of a batch may ask for, over the predictor's defaults."""
+
+    cam_class: str | None = None
+    mm_per_px: float | None = None
+    lesion_at: tuple[float, float] | None = None
 
 
 @dataclass
@@ -113,11 +121,15 @@ class Predictor:
         prepared = self.prepare(image, name)
         return self.explain(prepared, self.infer(prepared, requested), requested, mm_per_px)
 
-    def prepare(self, image: str | Path | np.ndarray, name: str | None = None) -> Prepared:
+    def prepare(self, image: str | Path | np.ndarray | bytes, name: str | None = None) -> Prepared:
+        """Decode (a file, an encoded image's bytes, or an RGB array) and preprocess."""
         started = time.perf_counter()
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
             rgb, header = read_image(image)
+        elif isinstance(image, bytes):
+            name = name or "<bytes>"
+            rgb, header = decode_image(image, name)
         else:
             name = name or "<array>"
             rgb, header = as_rgb_array(image, name), {"format": "array", "exif_orientation": 1}
@@ -133,7 +145,7 @@ class Predictor:
         return outputs
 
     def explain(self, prepared: Prepared, outputs: dict, requested: int | None = None,
-                mm_per_px: float | None = None) -> Result:
+                mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None) -> Result:
         timings = prepared.timings
         mark = time.perf_counter()
         temperature = self.manifest.temperature
@@ -155,9 +167,10 @@ class Predictor:
         if self.with_abcde:
             mark = time.perf_counter()
             calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
-            if self.lesion_at is not None:
-                check_point(self.lesion_at, rgb, prepared.name)
-            found = analyze_view(view, factor, calibration, self.lesion_at)
+            point = lesion_at if lesion_at is not None else self.lesion_at
+            if point is not None:
+                check_point(point, rgb, prepared.name)
+            found = analyze_view(view, factor, calibration, point)
             mask, analysis = found.mask, found.measurements
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
             timings["abcde"] = _since(mark)
@@ -197,15 +210,61 @@ class Predictor:
     def _class_maps(outputs: dict) -> np.ndarray:
         return gradcampp_maps(outputs[CAM_ACTIVATIONS][0], outputs[CAM_GRADIENTS][0])
 
-    def predict_batch(self, images: list, cam_class: str | None = None) -> list[Result | MnetError]:
-        """Each item's result, or the error that item raised; one bad image never stops the batch."""
-        results = []
-        for image in images:
-            try:
-                results.append(self.predict(image, cam_class))
-            except MnetError as error:
-                results.append(error)
+    @property
+    def batched(self) -> bool:
+        """Whether one backend call can run several images: a dynamic-batch bundle with the last-layer gradient."""
+        return self.backend.inputs[0].shape[0] is None and self.backend.input(CAM_CLASS) is None
+
+    def predict_batch(self, images: list, cam_class: str | None = None, names: list[str] | None = None,
+                      options: list[ImageOptions] | None = None) -> list[Result | MnetError]:
+        """`predict` of each item (a path, an encoded image's bytes or an RGB array), or the error that item
+        raised: one bad image never stops the others. `options` (one per image) override `cam_class` and the
+        predictor's mm_per_px and lesion_at. A dynamic-batch bundle runs the images that decoded in one backend
+        call (the same MC mask for all, so an image's result does not depend on its batch mates); a fixed-batch
+        bundle runs them one at a time. Each image's `inference` timing is its share of the call."""
+        names = names or [None] * len(images)
+        options = options or [ImageOptions(cam_class)] * len(images)
+        results: list = [self._attempt(self.prepare, image, name) for image, name in zip(images, names)]
+        requested = [self._attempt(self.class_index, item.cam_class) if item.cam_class else None for item in options]
+        for index, asked in enumerate(requested):
+            if isinstance(asked, MnetError):
+                results[index] = asked
+        ready = [index for index, item in enumerate(results) if isinstance(item, Prepared)]
+        if self.batched and len(ready) > 1:
+            self._infer_together([results[index] for index in ready], results, ready)
+        else:
+            for index in ready:
+                outputs = self._attempt(self.infer, results[index], requested[index])
+                results[index] = (results[index], outputs) if isinstance(outputs, dict) else outputs
+        for index, item in enumerate(results):
+            if isinstance(item, tuple):
+                asked = options[index]
+                results[index] = self._attempt(self.explain, item[0], item[1], requested[index], asked.mm_per_px,
+                                               asked.lesion_at)
         return results
+
+    def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = self.backend.infer({IMAGE: np.concatenate([item.tensor for item in prepared]),
+                                          MC_MASK: self.mc_mask})
+        except MnetError as error:
+            for index in where:
+                results[index] = error
+            return
+        share = _ms(started, time.perf_counter()) / len(prepared)
+        for row, (index, item) in enumerate(zip(where, prepared)):
+            item.timings["inference"] = share
+            # Outputs shared by the batch (the last-layer gradient does not depend on the image) keep their axis 1.
+            results[index] = (item, {name: value[row:row + 1] if len(value) == len(prepared) else value
+                                     for name, value in outputs.items()})
+
+    @staticmethod
+    def _attempt(action, *arguments):
+        try:
+            return action(*arguments)
+        except MnetError as error:
+            return error
 
     def close(self):
         self.backend.close()

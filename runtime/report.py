@@ -50,7 +50,7 @@ def report_dict(result: Result) -> dict:
         "referral": result.referral,
         "calibration": {"temperature": result.temperature,
                         "calibrated": result.temperature != 1.0},
-        "gradcampp": {"class": names[result.cam_class], "heatmap": result.heatmap_file,
+        "gradcampp": {"class": names[result.cam_class], "heatmap": None,
                       "alignment": result.alignment},
         "abcde": result.abcde,
         "concepts": result.concepts,

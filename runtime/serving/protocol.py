@@ -1,0 +1,147 @@
+"""The contract between a client and the `melanomanet` model served by Triton, defined once: tensor names, request
+parameters, and what one request's images turn into. Plain numpy; no Triton import, so it is tested directly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.batch import Rendered, render_outputs
+from runtime.errors import ConfigError, ImageError, MnetError
+from runtime.predictor import ImageOptions, Predictor, Result
+
+MODEL_NAME = "melanomanet"
+ONNX_MODEL_NAME = "melanomanet_onnx"
+IMAGE_INPUT = "image"
+REPORT_OUTPUT = "report"
+PROBABILITIES_OUTPUT = "probabilities"
+HEATMAP_OUTPUT = "heatmap_png"
+PANEL_OUTPUT = "panel_png"
+PARAMETERS = {"class": "explain this class instead of the predicted one (e.g. MEL)",
+              "mm_per_px": "millimetres per pixel (diameters in mm)",
+              "lesion_at": "X,Y: where the lesion is, in pixels of the upright image",
+              "name": "the image's name in the report (default: request)",
+              "panel": "true: also return the PNG panel"}
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image as a request carries it: its encoded bytes and the request's parameters."""
+
+    data: bytes
+    name: str
+    options: ImageOptions
+    panel: bool = False
+
+
+def parse_request(data: bytes, parameters: dict, class_names: tuple[str, ...]) -> ImageRequest:
+    """A request's image and parameters (Triton's request parameters: strings, numbers or booleans), checked."""
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        raise ConfigError(f"unknown request parameter {', '.join(map(repr, unknown))}; known: "
+                          + "; ".join(f"{key} ({meaning})" for key, meaning in PARAMETERS.items()))
+    cam_class = parameters.get("class")
+    if cam_class is not None and cam_class not in class_names:
+        raise ConfigError(f"unknown class {cam_class!r}; the model's classes are {', '.join(class_names)}")
+    return ImageRequest(data, str(parameters.get("name", "request")),
+                        ImageOptions(cam_class, _positive(parameters.get("mm_per_px")),
+                                     _point(parameters.get("lesion_at"))), _flag(parameters.get("panel", False)))
+
+
+def _positive(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0:
+        raise ConfigError(f"mm_per_px {value!r} is not a positive number: give the millimetres one pixel spans")
+    return number
+
+
+def _point(value) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        x, y = (float(part) for part in str(value).split(","))
+    except ValueError:
+        raise ConfigError(f"lesion_at {value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240") from None
+    if not (x >= 0 and y >= 0):
+        raise ConfigError(f"lesion_at {value!r}: X and Y are pixel positions, 0 or more")
+    return x, y
+
+
+def _flag(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"panel {value!r} is not true or false")
+
+
+def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]]) -> list[dict[str, np.ndarray] | MnetError]:
+    """Triton's batch of requests, each (its `image` tensor: one or more encoded images; its parameters) ->
+    each request's reply tensors (one row per image) or the error that answers it. All images of the batch go
+    through the bundle together."""
+    items, owners, replies = [], [], [None] * len(requests)
+    for index, (images, parameters) in enumerate(requests):
+        try:
+            for data in np.asarray(images, dtype=object).reshape(-1):
+                items.append(parse_request(as_bytes(data), parameters, predictor.manifest.class_names))
+                owners.append(index)
+        except MnetError as error:
+            replies[index] = error
+            while owners and owners[-1] == index:
+                owners.pop()
+                items.pop()
+    rows: dict[int, list] = {}
+    for owner, item, result in zip(owners, items, explain_requests(predictor, items)):
+        if isinstance(replies[owner], MnetError):
+            continue
+        if isinstance(result, MnetError):
+            replies[owner] = result
+            continue
+        rows.setdefault(owner, []).append(reply_arrays(result, item.panel))
+    for owner, arrays in rows.items():
+        if replies[owner] is None:
+            replies[owner] = {name: np.concatenate([row[name] for row in arrays]) for name in arrays[0]}
+    return replies
+
+
+def is_client_error(error: MnetError) -> bool:
+    """A request the client can fix (a bad image or parameter: HTTP 400), not a failure of the server's."""
+    return isinstance(error, (ImageError, ConfigError))
+
+
+def as_bytes(data) -> bytes:
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    raise ConfigError(f"the image input holds {type(data).__name__}, not bytes: send the encoded image file as "
+                      "BYTES (TYPE_STRING)")
+
+
+def explain_requests(predictor: Predictor, requests: list[ImageRequest]) -> list[Result | MnetError]:
+    """One explained prediction per request, batched through the bundle when it allows; each request's error
+    stays its own."""
+    return predictor.predict_batch([request.data for request in requests],
+                                   names=[request.name for request in requests],
+                                   options=[request.options for request in requests])
+
+
+def reply_arrays(result: Result, panel: bool) -> dict[str, np.ndarray]:
+    """A reply's output tensors for one image (batch axis of 1): the report JSON, the probabilities, the
+    heatmap PNG and the panel PNG (empty unless asked for)."""
+    rendered = render_outputs(result, panel)
+    return {REPORT_OUTPUT: np.array([[json.dumps(rendered.report).encode()]], dtype=object),
+            PROBABILITIES_OUTPUT: result.probabilities.astype(np.float32)[None],
+            HEATMAP_OUTPUT: np.array([[rendered.heatmap_png]], dtype=object),
+            PANEL_OUTPUT: np.array([[rendered.panel_png or b""]], dtype=object)}
+
+
+def rendered_from_reply(report: bytes, heatmap_png: bytes, panel_png: bytes) -> Rendered:
+    return Rendered(json.loads(report), heatmap_png, panel_png or None)

@@ -1,0 +1,52 @@
+"""The `melanomanet` model of a Triton model repository, run by Triton's Python backend: `mnet-export triton`
+copies this file there as model.py. It decodes each request's image, explains it with `runtime` (probabilities,
+MC uncertainty, GradCAM++, ABCD, the report) and answers with the report JSON, the probabilities and the
+heatmap (and panel) PNGs. Triton's dynamic batcher hands it several requests at once: their images go through
+the bundle together.
+
+Model parameters (config.pbtxt): `mode` standalone (the bundle in-process with ONNX Runtime, `backend` and
+`threads` its providers and threads) or bls (the graph on the `onnx_model` Triton model); `bundle` (the ONNX
+bundle, relative to the version folder, its sidecar beside it); `sys_path` (folders that hold
+`runtime` and its packages, separated by ':', when the Python Triton runs does not have them installed)."""
+
+import json
+import os
+import site
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        for folder in filter(None, parameters.get("sys_path", "").split(os.pathsep)):
+            site.addsitedir(folder)
+        from runtime.predictor import Predictor
+
+        bundle = os.path.join(args["model_repository"], args["model_version"], parameters["bundle"])
+        if parameters.get("mode", "standalone") == "bls":
+            from runtime.serving.bls import TritonBlsBackend
+
+            self.predictor = Predictor(bundle, backend=TritonBlsBackend(bundle, parameters["onnx_model"], pb_utils))
+        else:
+            self.predictor = Predictor(bundle, backend=parameters.get("backend", "ort-cpu"),
+                                       threads=int(parameters.get("threads", "0")))
+
+    def execute(self, requests):
+        from runtime.serving.protocol import IMAGE_INPUT, answer, is_client_error
+
+        batch = [(pb_utils.get_input_tensor_by_name(request, IMAGE_INPUT).as_numpy(),
+                  json.loads(request.parameters() or "{}")) for request in requests]
+        responses = []
+        for reply in answer(self.predictor, batch):
+            if isinstance(reply, dict):
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(name, value) for name, value in reply.items()]))
+            else:
+                code = pb_utils.TritonError.INVALID_ARG if is_client_error(reply) else pb_utils.TritonError.INTERNAL
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(reply), code)))
+        return responses
+
+    def finalize(self):
+        self.predictor.close()
