@@ -1,6 +1,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SERVING_VENV ?= .venv-serve
+SERVING_STAMP := $(SERVING_VENV)/.installed
 DEMO_DIR ?= demo_out
 
 .PHONY: install test test-gpu demo bench bench-cuda lint clean
@@ -12,10 +14,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[train,export,dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The serving environment: Triton's Python backend stub runs the model with numpy < 2 (see
+# runtime/serving/server.py); mnet serve finds it here.
+$(SERVING_STAMP): runtime/serving/requirements.txt
+	test -x $(SERVING_VENV)/bin/python || python3 -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVING_VENV)/bin/python -m pip install --quiet -r runtime/serving/requirements.txt
+	touch $(SERVING_STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -q -m "not gpu" tests
+install: $(STAMP) $(SERVING_STAMP)
+
+test: $(STAMP) $(SERVING_STAMP)
+	MNET_REQUIRE_SERVING=1 $(PY) -m pytest -q -m "not gpu" tests
 
 test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m gpu tests

@@ -185,3 +185,32 @@ def export_all_command(
         fail(error)
     if not (summary["verify"] and summary["check"]):
         raise typer.Exit(1)
+
+
+@app.command()
+def triton(
+    bundle: Annotated[Path, typer.Argument(help="An ONNX bundle (model.onnx with its sidecar); export it with "
+                                           "--dynamic-batch so that Triton's batches run at once.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="A new folder for the model repository.")],
+    standalone: Annotated[bool, typer.Option(help="One Python model running the bundle in-process with ONNX "
+                                             "Runtime (what mnet serve runs) instead of the GPU pair.")] = False,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest dynamic batch.")] = 8,
+    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="How long a request may wait for batch mates "
+                                                    "(microseconds).")] = 2000,
+    instances: Annotated[int, typer.Option(min=1, help="Instances of the Python model.")] = 1,
+    fp16: Annotated[bool, typer.Option(help="TensorRT precision of melanomanet_onnx: FP16 (or FP32).")] = True,
+    sys_path: Annotated[Optional[str], typer.Option(help="Folders holding melanomanet-edge's `runtime` and its "
+                                                    "packages on the serving machine, ':'-separated (when not "
+                                                    "installed in Triton's Python).")] = None,
+):
+    """Write a Triton model repository: melanomanet_onnx (ONNX Runtime + TensorRT FP16 on the GPU) and melanomanet
+    (the Python model that decodes, explains and reports, calling the graph through BLS), or --standalone."""
+    from runtime.serving.repository import ServingOptions, write_repository
+
+    options = guarded(lambda: ServingOptions(max_batch, max_queue_delay_us, instances, fp16=fp16,
+                                             sys_path=tuple(filter(None, (sys_path or "").split(":")))))
+    guarded(lambda: write_repository(bundle, out, options, standalone))
+    kind, flags = ("standalone", "") if standalone else ("melanomanet_onnx + melanomanet",
+                                                         " --disable-auto-complete-config")
+    console.print(f"wrote the model repository {out} ({kind}); start it with: tritonserver --model-repository "
+                  f"{out}{flags} (see {out}/README.md)", soft_wrap=True)

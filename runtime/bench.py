@@ -14,6 +14,7 @@ import numpy as np
 
 from runtime.batch import run_batch, write_outputs
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
+from runtime.errors import ConfigError
 from runtime.explain.gradcampp import gradcampp_maps
 from runtime.imageio import collect_images, load_image
 from runtime.predictor import Predictor
@@ -97,6 +98,17 @@ def _throughput(predictor: Predictor, tensors: np.ndarray, repeats: int) -> dict
     return {"images_per_s": repeats * len(tensors) / elapsed, "batch": len(tensors),
             "includes": "inference only (T MC samples) and GradCAM++ maps for every class: no decode, ABCD or "
                         "report"}
+
+
+def sample_images(images: Path | None, limit: int = 8) -> list[bytes]:
+    """The encoded bytes of up to `limit` images of the folder, or of the drawn lesion."""
+    if images:
+        files = [found.path for found in collect_images([images])[0][:limit]]
+        if not files:
+            raise ConfigError(f"--images {images}: no images there")
+        return [path.read_bytes() for path in files]
+    with tempfile.TemporaryDirectory() as folder:
+        return [_synthetic_file(Path(folder)).read_bytes()]
 
 
 def _synthetic_file(folder: Path) -> Path:

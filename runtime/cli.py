@@ -13,12 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from runtime.console import BackendName, BackendOpt, JsonOpt, LesionAtOpt, MmOpt, console, fail, progress_bar
-from runtime.errors import MnetError
+from runtime.errors import ConfigError, MnetError
 
 
 def run(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
-    model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
+    model: Annotated[Optional[Path], typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine). "
+                                                  "Not with --server.")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for reports, summary.csv.")] = Path("mnet_out"),
     mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC dropout samples T (default: the "
                                                       "bundle's).")] = None,
@@ -38,10 +39,23 @@ def run(
         min=1, help="Threads that decode and preprocess the next images and explain and write the previous ones "
                     "while the model runs (default: the machine's cores; 1: one image at a time). The outputs are "
                     "the same.")] = None,
+    server: Annotated[Optional[str], typer.Option(help="Send the images to a running `mnet serve` (or Triton with "
+                                                  "the melanomanet model) instead: http://HOST:8000 or "
+                                                  "grpc://HOST:8001. The server's bundle and settings apply.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once with --server.")] = 4,
 ):
     """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
     Rerunning into the same folder skips the images already done."""
-    from runtime.batch import run_batch
+    if server is not None:
+        local_only = {"--model": model is not None, "--mc-samples": mc_samples is not None, "--seed": seed != 0,
+                      "--backend": backend != BackendName.ort_cpu, "--threads": threads != 0, "--no-abcde": not abcde,
+                      "--no-verify": not verify, "--workers": workers is not None}
+        given = [name for name, used in local_only.items() if used]
+        if given:
+            fail(ConfigError(f"{', '.join(given)}: set on the server (mnet serve), not with --server"))
+        return _run_served(inputs, out, server, concurrency, class_name, mm_per_px, lesion_at, force)
+    if model is None:
+        fail(ConfigError("give --model model.onnx (or --server URL)"))
     from runtime.predictor import Predictor
 
     try:
@@ -62,12 +76,42 @@ def run(
     options = {"mc_samples": predictor.mc_samples, "seed": seed, "mm_per_px": mm_per_px, "abcde": abcde,
                "lesion_at": list(lesion_at) if lesion_at else None,
                "backend": backend.value, "verified": verify}
+    summary = _explain_all(predictor, inputs, out, class_name, collected, options, force,
+                           workers or os.cpu_count() or 1)
+    if predictor.concepts is not None:
+        from runtime.concepts import tcav_scores
+
+        (out / "tcav.json").write_text(json.dumps(tcav_scores(summary.concepts), indent=2))
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run_served(inputs, out, server, concurrency, class_name, mm_per_px, lesion_at, force):
+    from runtime.imageio import collect_images
+    from runtime.serving.client import ServedModel
+
+    try:
+        served = ServedModel(server, class_name, mm_per_px, lesion_at)
+    except MnetError as error:
+        fail(error)
+    if served.is_demo:
+        console.print("[yellow]the server runs demo weights trained on synthetic lesions: outputs are not about real "
+                      "lesions and not for diagnosis[/yellow]")
+    options = {"server": server, "mm_per_px": mm_per_px, "lesion_at": list(lesion_at) if lesion_at else None}
+    summary = _explain_all(served, inputs, out, class_name, collect_images(inputs, out), options, force, concurrency)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _explain_all(predictor, inputs, out, class_name, collected, options, force, workers):
+    """The batch with a progress bar and the summary table; the summary."""
+    from runtime.batch import run_batch
+
     with progress_bar(with_status=False) as bar:
         task = bar.add_task("explaining", total=len(collected[0]))
         try:
             summary = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
-                                collected=collected, options=options, force=force,
-                                workers=workers or os.cpu_count() or 1)
+                                collected=collected, options=options, force=force, workers=workers)
         except MnetError as error:
             bar.stop()
             fail(error)
@@ -75,12 +119,7 @@ def run(
     counts = {status: sum(o.status == status for o in summary.outcomes) for status in ("ok", "failed", "skipped")}
     console.print(f"{counts['ok']} ok ({summary.resumed} already done), {counts['failed']} failed, "
                   f"{counts['skipped']} skipped; reports in {out} (summary.csv)")
-    if predictor.concepts is not None:
-        from runtime.concepts import tcav_scores
-
-        (out / "tcav.json").write_text(json.dumps(tcav_scores(summary.concepts), indent=2))
-    if summary.failed:
-        raise typer.Exit(1)
+    return summary
 
 
 STATUS_STYLE = {"ok": "[green]ok[/green]", "skipped": "[yellow]skipped[/yellow]"}
@@ -152,7 +191,7 @@ def abcde_table(result: dict) -> Table:
 
 
 def bench(
-    model: Annotated[Path, typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")],
+    model: Annotated[Optional[Path], typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine).")] = None,
     backend: BackendOpt = BackendName.ort_cpu,
     mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC dropout samples T (default: the "
                                                       "bundle's).")] = None,
@@ -163,9 +202,19 @@ def bench(
     workers: Annotated[Optional[int], typer.Option(min=1, help="Threads of the pipelined run figure (default: "
                                                    "the cores).")] = None,
     json_out: JsonOpt = None,
+    server: Annotated[Optional[str], typer.Option(help="Load-test a running server instead (http://HOST:8000 or "
+                                                  "grpc://HOST:8001): whole explained predictions.")] = None,
+    concurrency: Annotated[str, typer.Option(help="With --server: clients at once, one figure per value "
+                                             "(comma-separated).")] = "1,4,16",
+    requests: Annotated[int, typer.Option(min=1, help="With --server: requests per concurrency.")] = 100,
 ):
     """Latency per stage of whole explained predictions from image files (report included, p50/p95/p99),
-    mnet run's images per second one at a time and pipelined, inference-only images per second, peak memory."""
+    mnet run's images per second one at a time and pipelined, inference-only images per second, peak memory.
+    With --server: p50/p95/p99 latency and images per second of a running server per concurrency."""
+    if server is not None:
+        return _bench_server(server, concurrency, requests, images, json_out)
+    if model is None:
+        fail(ConfigError("give --model model.onnx (or --server URL)"))
     from runtime.bench import bench as run_bench
 
     try:
@@ -186,6 +235,79 @@ def bench(
     Console().print(f"peak resident memory: {report['peak_rss_mb']:.0f} MB")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+
+
+def _bench_server(server: str, concurrency: str, requests: int, images: Optional[Path], json_out: Optional[Path]):
+    from runtime.bench import sample_images
+    from runtime.serving.client import load_test
+
+    try:
+        levels = [int(part) for part in concurrency.split(",")]
+    except ValueError:
+        fail(ConfigError(f"--concurrency {concurrency!r}: give whole numbers separated by commas, e.g. 1,4,16"))
+    if not levels or min(levels) < 1:
+        fail(ConfigError(f"--concurrency {concurrency!r}: each value must be at least 1"))
+    try:
+        data = sample_images(images)
+        figures = [load_test(server, data, level, requests) for level in levels]
+    except MnetError as error:
+        fail(error)
+    table = Table("clients", "requests", "answered", "failed", "images/s", "p50 ms", "p95 ms", "p99 ms",
+                  title=f"{server}: whole explained predictions")
+    for row in figures:
+        latency = row["latency_ms"]
+        table.add_row(str(row["concurrency"]), str(row["requests"]), str(row["answered"]), str(row["failed"]),
+                      f"{row['images_per_s']:.1f}", f"{latency['p50']:.1f}", f"{latency['p95']:.1f}",
+                      f"{latency['p99']:.1f}")
+    Console().print(table)
+    if json_out:
+        json_out.write_text(json.dumps({"server": server, "images": len(data), "load": figures}, indent=2))
+
+
+def serve(
+    model: Annotated[Path, typer.Option(help="Exported bundle (model.onnx with its sidecar); --dynamic-batch bundles "
+                                        "run each dynamic batch through the network at once.")],
+    backend: BackendOpt = BackendName.ort_cpu,
+    host: Annotated[str, typer.Option(help="Address to listen on: loopback by default; 0.0.0.0 exposes the server "
+                                      "on every interface (an explicit choice).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(min=1, max=65535, help="Triton's HTTP/REST port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(min=1, max=65535, help="Triton's gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="Prometheus metrics port.")] = 8002,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest dynamic batch.")] = 8,
+    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="How long a request may wait for batch "
+                                                    "mates (microseconds).")] = 2000,
+    instances: Annotated[int, typer.Option(min=1, help="Model instances (processes) answering at once.")] = 1,
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads per instance (0: all).")] = 0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse a request whose image declares more pixels (before "
+                                            "decoding it).")] = 50_000_000,
+    serving_env: Annotated[Optional[Path], typer.Option(help="The serving environment (numpy<2 and Triton; default: "
+                                                        "$MNET_SERVING_ENV or the project's .venv-serve, built by "
+                                                        "make install).")] = None,
+):
+    """Serve a bundle on NVIDIA Triton (HTTP, gRPC, Prometheus metrics) as the model `melanomanet`: a request
+    sends the encoded image, the answer is the report JSON, the probabilities and the heatmap PNG. Ctrl-C or
+    SIGTERM lets in-flight requests finish, then exits 0."""
+    from runtime.serving.repository import ServingOptions
+    from runtime.serving.server import Endpoints
+    from runtime.serving.server import serve as run_server
+
+    endpoints = Endpoints(host, http_port, grpc_port, metrics_port)
+
+    def ready(where: Endpoints) -> None:
+        console.print(f"serving melanomanet: {where.http} (HTTP), {where.grpc} (gRPC), {where.metrics}; readiness "
+                      f"{where.http}/v2/health/ready. Ctrl-C stops it.", soft_wrap=True)
+
+    if backend == BackendName.tensorrt:
+        fail(ConfigError("--backend tensorrt: serve the ONNX bundle with --backend ort-trt (TensorRT through ONNX "
+                         "Runtime), or use `mnet-export triton` for a GPU Triton"))
+    try:
+        options = ServingOptions(max_batch, max_queue_delay_us, instances, backend.value, threads,
+                                 max_pixels=max_pixels)
+        code = run_server(model, endpoints, options, serving_env, announce=ready)
+    except MnetError as error:
+        fail(error)
+    console.print(f"tritonserver stopped (exit code {code})")
+    raise typer.Exit(code)
 
 
 def doctor():
@@ -209,4 +331,5 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command()(abcde)
     app.command()(bench)
+    app.command()(serve)
     app.command()(doctor)

@@ -52,11 +52,16 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
     return decode_image(path.read_bytes(), path)
 
 
-def decode_image(data: bytes, source: str | Path) -> tuple[np.ndarray, dict]:
-    """`read_image` of an encoded image held in memory (a request's bytes); errors name `source`."""
+def decode_image(data: bytes, source: str | Path, max_pixels: int = MAX_PIXELS,
+                 over_limit_fix: str = "Downscale it first.") -> tuple[np.ndarray, dict]:
+    """`read_image` of an encoded image held in memory (a request's bytes); errors name `source`. A header
+    declaring more than `max_pixels` is refused, saying `over_limit_fix`."""
     if len(data) == 0:
         raise ImageError(source, "is empty (0 bytes)", "Send the encoded image file (JPEG or PNG).")
     header = probe(io.BytesIO(data), source)
+    if header["width"] * header["height"] > max_pixels:
+        raise ImageError(source, f"its header declares {header['width']}x{header['height']} px, more than "
+                                 f"{max_pixels:,} pixels; it was not decoded", over_limit_fix)
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     except Exception as error:

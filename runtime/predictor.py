@@ -15,7 +15,7 @@ from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDIN
 from runtime.errors import ConfigError, MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
-from runtime.imageio import as_rgb_array, decode_image, read_image
+from runtime.imageio import MAX_PIXELS, as_rgb_array, decode_image, read_image
 from runtime.manifest import sha256_file
 from runtime.preprocess import preprocess
 from runtime.uncertainty import Uncertainty, draw_mc_mask, mc_uncertainty, softmax
@@ -54,6 +54,10 @@ class Result:
         return report_dict(self)
 
 
+SERVED_LIMIT_FIX = ("Downscale it (a lesion needs a few megapixels at most), or start the server with a higher "
+                    "--max-pixels.")
+
+
 @dataclass(frozen=True)
 class ImageOptions:
     """What one image of a batch may ask for, over the predictor's defaults."""
@@ -78,7 +82,7 @@ class Predictor:
     def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
                  seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None,
                  lesion_at: tuple[float, float] | None = None,
-                 verify: bool = True):
+                 verify: bool = True, max_pixels: int = MAX_PIXELS):
         """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`.
         `verify=False` runs an ONNX bundle without checking it against its sidecar; the report records it."""
         self.path = Path(model_path)
@@ -96,6 +100,7 @@ class Predictor:
         self.with_abcde = abcde
         self.mm_per_px = mm_per_px
         self.lesion_at = lesion_at
+        self.max_pixels = max_pixels
         self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
                            "sha256": self.backend.sha256 or sha256_file(self.path), "backend": self.backend.name,
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
@@ -129,7 +134,7 @@ class Predictor:
             rgb, header = read_image(image)
         elif isinstance(image, bytes):
             name = name or "<bytes>"
-            rgb, header = decode_image(image, name)
+            rgb, header = decode_image(image, name, self.max_pixels, SERVED_LIMIT_FIX)
         else:
             name = name or "<array>"
             rgb, header = as_rgb_array(image, name), {"format": "array", "exif_orientation": 1}

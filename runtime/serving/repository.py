@@ -43,9 +43,10 @@ class ServingOptions:
     threads: int = 0  # ONNX Runtime threads per instance (0: its default)
     fp16: bool = True  # the production repository's TensorRT precision
     sys_path: tuple[str, ...] = ()  # folders holding `runtime` and its packages, when Triton's Python lacks them
+    max_pixels: int = 50_000_000  # a request's image may declare at most this many pixels
 
     def __post_init__(self):
-        for name in ("max_batch", "instances"):
+        for name in ("max_batch", "instances", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_queue_delay_us < 0:
@@ -57,7 +58,7 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
     """Write the repository for `bundle` (an ONNX bundle with its sidecar, checked here) into `out`.
     `link`: symlink the bundle instead of copying it (a throwaway repository)."""
     bundle = Path(bundle)
-    manifest, _ = read_sidecar(bundle)
+    manifest, facts = read_sidecar(bundle)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"-o {out}: not empty; give a new folder for the model repository")
     python_version = out / MODEL_NAME / "1"
@@ -77,6 +78,9 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
         (out / ONNX_MODEL_NAME / "config.pbtxt").write_text(onnx_config(manifest, options))
         parameters = {"mode": "bls", "onnx_model": ONNX_MODEL_NAME,
                       "bundle": f"../../{ONNX_MODEL_NAME}/1/model.onnx"}
+    parameters.update({"max_pixels": str(options.max_pixels), "bundle_sha256": facts["sha256"],
+                       "class_names": ",".join(manifest.class_names),
+                       "demo_weights": "true" if manifest.is_demo else "false"})
     if options.sys_path:
         parameters["sys_path"] = os.pathsep.join(options.sys_path)
     (out / MODEL_NAME / "config.pbtxt").write_text(python_config(manifest, options, parameters))

@@ -6,7 +6,8 @@ the bundle together.
 
 Model parameters (config.pbtxt): `mode` standalone (the bundle in-process with ONNX Runtime, `backend` and
 `threads` its providers and threads) or bls (the graph on the `onnx_model` Triton model); `bundle` (the ONNX
-bundle, relative to the version folder, its sidecar beside it); `sys_path` (folders that hold
+bundle, relative to the version folder, its sidecar beside it); `max_pixels` (larger images are refused
+before decoding); `sys_path` (folders that hold
 `runtime` and its packages, separated by ':', when the Python Triton runs does not have them installed)."""
 
 import json
@@ -25,13 +26,15 @@ class TritonPythonModel:
         from runtime.predictor import Predictor
 
         bundle = os.path.join(args["model_repository"], args["model_version"], parameters["bundle"])
+        limit = int(parameters["max_pixels"])
         if parameters.get("mode", "standalone") == "bls":
             from runtime.serving.bls import TritonBlsBackend
 
-            self.predictor = Predictor(bundle, backend=TritonBlsBackend(bundle, parameters["onnx_model"], pb_utils))
+            self.predictor = Predictor(bundle, backend=TritonBlsBackend(bundle, parameters["onnx_model"], pb_utils),
+                                       max_pixels=limit)
         else:
             self.predictor = Predictor(bundle, backend=parameters.get("backend", "ort-cpu"),
-                                       threads=int(parameters.get("threads", "0")))
+                                       threads=int(parameters.get("threads", "0")), max_pixels=limit)
 
     def execute(self, requests):
         from runtime.serving.protocol import IMAGE_INPUT, answer, is_client_error
