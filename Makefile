@@ -5,7 +5,7 @@ SERVING_VENV ?= .venv-serve
 SERVING_STAMP := $(SERVING_VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test test-gpu demo bench bench-cuda lint clean
+.PHONY: install test test-gpu demo bench bench-cuda bench-serving lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,8 +36,11 @@ bench: $(STAMP)
 bench-cuda: $(STAMP)
 	$(PY) -m pytest benchmarks/bench_cuda.py -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only --benchmark-min-rounds=5 --benchmark-max-time=0.5 --benchmark-columns=median,iqr --benchmark-json=.benchmarks/cuda.json
 
-demo: $(STAMP)
+demo: $(STAMP) $(SERVING_STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)
+
+bench-serving: $(STAMP) $(SERVING_STAMP)
+	$(PY) -m benchmarks.serving --model $(DEMO_DIR)/export/model.onnx --images assets/samples
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check melanomanet export runtime tests benchmarks studies scripts

@@ -276,8 +276,11 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Largest dynamic batch.")] = 8,
     max_queue_delay_us: Annotated[int, typer.Option(min=0, help="How long a request may wait for batch "
                                                     "mates (microseconds).")] = 2000,
-    instances: Annotated[int, typer.Option(min=1, help="Model instances (processes) answering at once.")] = 1,
-    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads per instance (0: all).")] = 0,
+    instances: Annotated[Optional[int], typer.Option(min=1, help="Model instances (processes) answering at once "
+                                                     "(default: the machine's cores; the Python around the model "
+                                                     "runs in one core per instance).")] = None,
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads per instance (0: the cores shared "
+                                         "out among the instances).")] = 0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Refuse a request whose image declares more pixels (before "
                                             "decoding it).")] = 50_000_000,
     serving_env: Annotated[Optional[Path], typer.Option(help="The serving environment (numpy<2 and Triton; default: "
@@ -301,8 +304,10 @@ def serve(
         fail(ConfigError("--backend tensorrt: serve the ONNX bundle with --backend ort-trt (TensorRT through ONNX "
                          "Runtime), or use `mnet-export triton` for a GPU Triton"))
     try:
-        options = ServingOptions(max_batch, max_queue_delay_us, instances, backend.value, threads,
-                                 max_pixels=max_pixels)
+        cores = os.cpu_count() or 1
+        instances = instances or cores
+        options = ServingOptions(max_batch, max_queue_delay_us, instances, backend.value,
+                                 threads or max(1, cores // instances), max_pixels=max_pixels)
         code = run_server(model, endpoints, options, serving_env, announce=ready)
     except MnetError as error:
         fail(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -221,15 +222,18 @@ class Predictor:
         return self.backend.inputs[0].shape[0] is None and self.backend.input(CAM_CLASS) is None
 
     def predict_batch(self, images: list, cam_class: str | None = None, names: list[str] | None = None,
-                      options: list[ImageOptions] | None = None) -> list[Result | MnetError]:
+                      options: list[ImageOptions] | None = None,
+                      pool: Executor | None = None) -> list[Result | MnetError]:
         """`predict` of each item (a path, an encoded image's bytes or an RGB array), or the error that item
         raised: one bad image never stops the others. `options` (one per image) override `cam_class` and the
         predictor's mm_per_px and lesion_at. A dynamic-batch bundle runs the images that decoded in one backend
         call (the same MC mask for all, so an image's result does not depend on its batch mates); a fixed-batch
-        bundle runs them one at a time. Each image's `inference` timing is its share of the call."""
+        bundle runs them one at a time. Each image's `inference` timing is its share of the call. With a `pool`,
+        the images are decoded, and explained, on its threads at once (the results are the same)."""
         names = names or [None] * len(images)
         options = options or [ImageOptions(cam_class)] * len(images)
-        results: list = [self._attempt(self.prepare, image, name) for image, name in zip(images, names)]
+        each = pool.map if pool is not None and len(images) > 1 else map
+        results: list = list(each(lambda image, name: self._attempt(self.prepare, image, name), images, names))
         requested = [self._attempt(self.class_index, item.cam_class) if item.cam_class else None for item in options]
         for index, asked in enumerate(requested):
             if isinstance(asked, MnetError):
@@ -241,12 +245,12 @@ class Predictor:
             for index in ready:
                 outputs = self._attempt(self.infer, results[index], requested[index])
                 results[index] = (results[index], outputs) if isinstance(outputs, dict) else outputs
-        for index, item in enumerate(results):
-            if isinstance(item, tuple):
-                asked = options[index]
-                results[index] = self._attempt(self.explain, item[0], item[1], requested[index], asked.mm_per_px,
-                                               asked.lesion_at)
-        return results
+
+        def finish(item, asked: ImageOptions, index: int | None):
+            if not isinstance(item, tuple):
+                return item
+            return self._attempt(self.explain, item[0], item[1], index, asked.mm_per_px, asked.lesion_at)
+        return list(each(finish, results, options, requested))
 
     def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:
         started = time.perf_counter()

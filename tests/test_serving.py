@@ -150,6 +150,7 @@ def free_ports(count: int) -> list[int]:
 
 class Server:
     def __init__(self, bundle: Path, log: Path, *extra: str):
+        self.bundle = bundle
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.log = open(log, "w")
         self.process = subprocess.Popen(
@@ -257,6 +258,23 @@ def test_served_reports_equal_in_process_ones(server, bundle, tmp_path, scheme):
             assert cv2.imread(str(served / f"{path.stem}{suffix}")) is not None
     rows = [line.split(",")[:6] for line in (served / "summary.csv").read_text().splitlines()]
     assert rows == [line.split(",")[:6] for line in (local / "summary.csv").read_text().splitlines()]
+
+
+@needs_server
+def test_a_json_client_like_curl_gets_the_report(server):
+    """Triton's HTTP/JSON protocol carries text only: the image goes as base64, the report comes back as JSON."""
+    import base64
+
+    body = {"inputs": [{"name": "image", "shape": [1, 1], "datatype": "BYTES",
+                        "data": [base64.b64encode(SAMPLE_FILES[4].read_bytes()).decode()]}],
+            "parameters": {"name": SAMPLE_FILES[4].name}, "outputs": [{"name": "report"}]}
+    request = urllib.request.Request(f"{server.http}/v2/models/melanomanet/infer", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        outputs = json.loads(response.read())["outputs"]
+    report = json.loads(outputs[0]["data"][0])
+    assert report["image"] == SAMPLE_FILES[4].name and report["schema"] == "mnet.report/1"
+    assert report["prediction"]["label"] == Predictor(Path(server.bundle)).predict(SAMPLE_FILES[4]).label
 
 
 def truncated_jpeg() -> bytes:

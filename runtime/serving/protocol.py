@@ -3,7 +3,10 @@ parameters, and what one request's images turn into. Plain numpy; no Triton impo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,10 +87,11 @@ def _flag(value) -> bool:
     raise ConfigError(f"panel {value!r} is not true or false")
 
 
-def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]]) -> list[dict[str, np.ndarray] | MnetError]:
+def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]],
+           pool: Executor | None = None) -> list[dict[str, np.ndarray] | MnetError]:
     """Triton's batch of requests, each (its `image` tensor: one or more encoded images; its parameters) ->
     each request's reply tensors (one row per image) or the error that answers it. All images of the batch go
-    through the bundle together."""
+    through the bundle together; with a `pool`, they are decoded, explained and encoded on its threads."""
     items, owners, replies = [], [], [None] * len(requests)
     for index, (images, parameters) in enumerate(requests):
         try:
@@ -99,14 +103,18 @@ def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]]) -> lis
             while owners and owners[-1] == index:
                 owners.pop()
                 items.pop()
+    results = explain_requests(predictor, items, pool)
+    encoded = list((pool.map if pool is not None and len(items) > 1 else map)(
+        lambda result, item: result if isinstance(result, MnetError) else reply_arrays(result, item.panel),
+        results, items))
     rows: dict[int, list] = {}
-    for owner, item, result in zip(owners, items, explain_requests(predictor, items)):
+    for owner, reply in zip(owners, encoded):
         if isinstance(replies[owner], MnetError):
             continue
-        if isinstance(result, MnetError):
-            replies[owner] = result
+        if isinstance(reply, MnetError):
+            replies[owner] = reply
             continue
-        rows.setdefault(owner, []).append(reply_arrays(result, item.panel))
+        rows.setdefault(owner, []).append(reply)
     for owner, arrays in rows.items():
         if replies[owner] is None:
             replies[owner] = {name: np.concatenate([row[name] for row in arrays]) for name in arrays[0]}
@@ -119,18 +127,24 @@ def is_client_error(error: MnetError) -> bool:
 
 
 def as_bytes(data) -> bytes:
-    if isinstance(data, (bytes, bytearray)):
-        return bytes(data)
-    raise ConfigError(f"the image input holds {type(data).__name__}, not bytes: send the encoded image file as "
-                      "BYTES (TYPE_STRING)")
+    """The encoded image: the BYTES element itself, or, from a JSON client (curl) that can only send text, the
+    base64 of the file."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise ConfigError(f"the image input holds {type(data).__name__}, not bytes: send the encoded image file as "
+                          "BYTES (TYPE_STRING)")
+    try:
+        return base64.b64decode(bytes(data), validate=True) or bytes(data)
+    except (binascii.Error, ValueError):
+        return bytes(data)  # an image file's bytes are never valid base64: its first byte is not
 
 
-def explain_requests(predictor: Predictor, requests: list[ImageRequest]) -> list[Result | MnetError]:
+def explain_requests(predictor: Predictor, requests: list[ImageRequest],
+                     pool: Executor | None = None) -> list[Result | MnetError]:
     """One explained prediction per request, batched through the bundle when it allows; each request's error
     stays its own."""
     return predictor.predict_batch([request.data for request in requests],
                                    names=[request.name for request in requests],
-                                   options=[request.options for request in requests])
+                                   options=[request.options for request in requests], pool=pool)
 
 
 def reply_arrays(result: Result, panel: bool) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 copies this file there as model.py. It decodes each request's image, explains it with `runtime` (probabilities,
 MC uncertainty, GradCAM++, ABCD, the report) and answers with the report JSON, the probabilities and the
 heatmap (and panel) PNGs. Triton's dynamic batcher hands it several requests at once: their images go through
-the bundle together.
+the bundle together, and are decoded, explained and encoded on a thread per core.
 
 Model parameters (config.pbtxt): `mode` standalone (the bundle in-process with ONNX Runtime, `backend` and
 `threads` its providers and threads) or bls (the graph on the `onnx_model` Triton model); `bundle` (the ONNX
@@ -23,7 +23,11 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         for folder in filter(None, parameters.get("sys_path", "").split(os.pathsep)):
             site.addsitedir(folder)
+        from concurrent.futures import ThreadPoolExecutor
+
         from runtime.predictor import Predictor
+
+        self.pool = ThreadPoolExecutor(os.cpu_count() or 1)
 
         bundle = os.path.join(args["model_repository"], args["model_version"], parameters["bundle"])
         limit = int(parameters["max_pixels"])
@@ -42,7 +46,7 @@ class TritonPythonModel:
         batch = [(pb_utils.get_input_tensor_by_name(request, IMAGE_INPUT).as_numpy(),
                   json.loads(request.parameters() or "{}")) for request in requests]
         responses = []
-        for reply in answer(self.predictor, batch):
+        for reply in answer(self.predictor, batch, self.pool):
             if isinstance(reply, dict):
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[pb_utils.Tensor(name, value) for name, value in reply.items()]))
@@ -52,4 +56,5 @@ class TritonPythonModel:
         return responses
 
     def finalize(self):
+        self.pool.shutdown()
         self.predictor.close()

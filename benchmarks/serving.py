@@ -1,0 +1,119 @@
+"""Serving against in-process, in one run on one machine (issue 15's acceptance figures):
+
+- throughput: `mnet run --server --concurrency 4` against `mnet run` (pipelined, the machine's cores) over the
+  same images, both writing the same files (report JSON, panel and heatmap PNGs);
+- latency: p99 of one client's explained predictions (report JSON and heatmap PNG, over HTTP) against p99 of
+  `Predictor.predict` in-process (no encoding at all: a baseline at least as fast as what it stands for);
+- the server's images/s and p50/p95/p99 at 1, 4 and 16 clients (`mnet bench --server`'s figures).
+
+    .venv/bin/python -m benchmarks.serving --model demo_out/export/model.onnx --images assets/samples
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from runtime.batch import run_batch
+from runtime.imageio import collect_images
+from runtime.predictor import Predictor
+from runtime.serving.client import ServedModel, load_test
+
+MNET = str(Path(sys.executable).with_name("mnet"))
+
+
+def start_server(model: Path, port: int, log: Path, options: list[str]) -> subprocess.Popen:
+    process = subprocess.Popen([MNET, "serve", "--model", str(model), "--http-port", str(port), "--grpc-port",
+                                str(port + 1), "--metrics-port", str(port + 2), *options], stdout=open(log, "w"),
+                               stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2):
+                return process
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit(f"mnet serve exited: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+    raise SystemExit("mnet serve was not ready in 3 minutes")
+
+
+def copies(images: Path, folder: Path, count: int) -> Path:
+    files = [found.path for found in collect_images([images])[0]]
+    folder.mkdir()
+    for index in range(count):
+        shutil.copy(files[index % len(files)], folder / f"{index:04d}{files[index % len(files)].suffix}")
+    return folder
+
+
+def images_per_s(predictor, folder: Path, out: Path, workers: int) -> float:
+    started = time.perf_counter()
+    summary = run_batch(predictor, [folder], out, workers=workers)
+    elapsed = time.perf_counter() - started
+    assert not summary.failed, summary.failed[0].row
+    return len(summary.outcomes) / elapsed
+
+
+def main(model: Annotated[Path, typer.Option(help="The bundle to serve and to run in-process.")],
+         images: Annotated[Path, typer.Option(help="Folder of images (cycled).")] = Path("assets/samples"),
+         count: Annotated[int, typer.Option(help="Images per throughput run.")] = 100,
+         requests: Annotated[int, typer.Option(help="Requests per load figure.")] = 200,
+         port: Annotated[int, typer.Option(help="Loopback HTTP port (the next two: gRPC, metrics).")] = 18500,
+         serve_options: Annotated[str, typer.Option(help="More `mnet serve` options, e.g. '--instances 2'.")] = "",
+         out: Annotated[Path, typer.Option(help="JSON with every figure.")] = Path(".benchmarks/serving.json")):
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        folder = copies(images, work / "images", count)
+        predictor = Predictor(model)
+        data = [path.read_bytes() for path in sorted(folder.iterdir())[:8]]
+        for path in sorted(folder.iterdir())[:3]:
+            predictor.predict(path)
+        latencies = []
+        for index in range(requests):
+            started = time.perf_counter()
+            predictor.predict(data[index % len(data)])
+            latencies.append((time.perf_counter() - started) * 1000)
+        in_process = {"mnet_run_images_per_s": images_per_s(predictor, folder, work / "local", cores),
+                      "predict_p99_ms": float(np.percentile(latencies, 99)),
+                      "predict_p50_ms": float(np.percentile(latencies, 50)), "workers": cores}
+        predictor.close()
+        server = start_server(model, port, work / "server.log", serve_options.split())
+        try:
+            url = f"http://127.0.0.1:{port}"
+            served = ServedModel(url)
+            images_per_s(served, folder, work / "warm", 4)
+            load = [load_test(url, data, level, requests) for level in (1, 4, 16)]
+            over_http = images_per_s(served, folder, work / "served", 4)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+    figures = {
+        "model": str(model), "serve_options": serve_options, "images": count, "requests": requests, "cores": cores,
+        "in_process": in_process,
+        "served": {"mnet_run_server_concurrency_4_images_per_s": over_http, "load": load},
+        "ratios": {
+            "throughput_served_c4_over_in_process_run": over_http / in_process["mnet_run_images_per_s"],
+            "p99_served_c1_over_in_process_predict": load[0]["latency_ms"]["p99"] / in_process["predict_p99_ms"]},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2))
+    print(json.dumps({"in_process": in_process, "served_run_c4": over_http, "ratios": figures["ratios"],
+                      "load": [{k: row[k] for k in ("concurrency", "images_per_s", "latency_ms", "failed")}
+                               for row in load]}, indent=1))
+
+
+if __name__ == "__main__":
+    typer.run(main)
