@@ -44,3 +44,7 @@ class ToolMissing(MnetError):
     """TensorRT, cuda-python or a GPU is missing: the command cannot run on this machine (exit code 2)."""
 
     exit_code = 2
+
+
+class ServingError(MnetError):
+    """The Triton server could not start, or a served request failed."""

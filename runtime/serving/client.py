@@ -14,9 +14,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from runtime.batch import Rendered
-from runtime.errors import ConfigError, ImageError, MnetError
+from runtime.errors import ConfigError, ImageError, MnetError, ServingError
 from runtime.serving.protocol import HEATMAP_OUTPUT, IMAGE_INPUT, MODEL_NAME, PANEL_OUTPUT, REPORT_OUTPUT
-from runtime.serving.server import ServingError
 
 OUTPUTS = (REPORT_OUTPUT, HEATMAP_OUTPUT, PANEL_OUTPUT)
 NETWORK_TIMEOUT_S = 300.0

@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import ConfigError, MnetError, ToolMissing
+from runtime.errors import ConfigError, ServingError, ToolMissing
 from runtime.serving.repository import ServingOptions, write_repository
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +31,6 @@ REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 STARTUP_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 30
 PR_SET_PDEATHSIG = 1
-
-
-class ServingError(MnetError):
-    """The Triton server could not start, or a served request failed."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +141,11 @@ def serve(model: Path, endpoints: Endpoints, options: ServingOptions, environmen
     """Start Triton on `model` and block until it stops; SIGINT or SIGTERM lets in-flight requests finish, then
     it exits 0. Returns Triton's exit code."""
     environment = serving_environment(environment_root)
-    for port in {endpoints.http_port, endpoints.grpc_port, endpoints.metrics_port}:
-        check_port_free(endpoints.host, port)
-    if len({endpoints.http_port, endpoints.grpc_port, endpoints.metrics_port}) < 3:
+    ports = {endpoints.http_port, endpoints.grpc_port, endpoints.metrics_port}
+    if len(ports) < 3:
         raise ConfigError("--http-port, --grpc-port and --metrics-port must differ")
+    for port in sorted(ports):
+        check_port_free(endpoints.host, port)
     options = ServingOptions(**{**options.__dict__, "sys_path": (str(PROJECT_ROOT),)})
     with tempfile.TemporaryDirectory(prefix="mnet-serve-") as folder:
         work = Path(folder)
