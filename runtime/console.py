@@ -53,16 +53,14 @@ def positive(value: float | None) -> float | None:
 
 def point(value: str | None) -> tuple[float, float] | None:
     """'X,Y' (pixels of the image as shown, upright) -> (x, y)."""
+    from runtime.abcde.api import parse_point
+
     if value is None:
         return None
-    parts = value.split(",")
     try:
-        x, y = (float(part) for part in parts)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240") from None
-    if not (x >= 0 and y >= 0):
-        raise typer.BadParameter(f"{value!r}: X and Y are pixel positions, 0 or more")
-    return x, y
+        return parse_point(value)
+    except MnetError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 BackendOpt = Annotated[BackendName, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or "

@@ -103,7 +103,7 @@ def test_requests_are_checked_and_answered_apart(predictor):
                                                  ({"panel": "maybe"}, "is not true or false")])
 def test_bad_parameters_say_what_is_wrong(parameters, message):
     with pytest.raises(ConfigError, match=message):
-        parse_request(b"x", parameters, ("MEL", "NV"))
+        parse_request(parameters, ("MEL", "NV"))
 
 
 @pytest.mark.parametrize("standalone", [True, False])

@@ -9,7 +9,7 @@ import numpy as np
 from runtime.abcde.analyze import Analysis, analyze_with_mask
 from runtime.abcde.evolution import evolution, register
 from runtime.abcde.overlay import abcde_overlay, evolution_overlay
-from runtime.errors import ImageError
+from runtime.errors import ConfigError, ImageError
 from runtime.imageio import load_image
 
 
@@ -31,6 +31,17 @@ def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | Non
         picture = evolution_overlay(prior_rgb, picture, _mask(before, prior_rgb), _mask(current, rgb),
                                     result["evolution"])
     return result, picture
+
+
+def parse_point(value: str, option: str = "--lesion-at") -> tuple[float, float]:
+    """'X,Y' (pixels of the upright image) -> (x, y)."""
+    try:
+        x, y = (float(part) for part in value.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240") from None
+    if not (x >= 0 and y >= 0):
+        raise ConfigError(f"{option} {value!r}: X and Y are pixel positions, 0 or more")
+    return x, y
 
 
 def check_point(point: tuple[float, float] | None, rgb: np.ndarray, image: str | Path) -> None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.batch import Rendered, render_outputs
+from runtime.abcde.api import parse_point
+from runtime.batch import render_outputs
 from runtime.errors import ConfigError, ImageError, MnetError
 from runtime.predictor import ImageOptions, Predictor, Result
 
@@ -39,8 +40,9 @@ class ImageRequest:
     panel: bool = False
 
 
-def parse_request(data: bytes, parameters: dict, class_names: tuple[str, ...]) -> ImageRequest:
-    """A request's image and parameters (Triton's request parameters: strings, numbers or booleans), checked."""
+def parse_request(parameters: dict, class_names: tuple[str, ...]) -> tuple[str, ImageOptions, bool]:
+    """A request's parameters (Triton's request parameters: strings, numbers or booleans), checked: the images'
+    name, their options, and whether the panel is wanted."""
     unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
         raise ConfigError(f"unknown request parameter {', '.join(map(repr, unknown))}; known: "
@@ -48,9 +50,11 @@ def parse_request(data: bytes, parameters: dict, class_names: tuple[str, ...]) -
     cam_class = parameters.get("class")
     if cam_class is not None and cam_class not in class_names:
         raise ConfigError(f"unknown class {cam_class!r}; the model's classes are {', '.join(class_names)}")
-    return ImageRequest(data, str(parameters.get("name", "request")),
-                        ImageOptions(cam_class, _positive(parameters.get("mm_per_px")),
-                                     _point(parameters.get("lesion_at"))), _flag(parameters.get("panel", False)))
+    lesion_at = parameters.get("lesion_at")
+    return (str(parameters.get("name", "request")),
+            ImageOptions(cam_class, _positive(parameters.get("mm_per_px")),
+                         None if lesion_at is None else parse_point(str(lesion_at), "lesion_at")),
+            _flag(parameters.get("panel", False)))
 
 
 def _positive(value) -> float | None:
@@ -63,18 +67,6 @@ def _positive(value) -> float | None:
     if not number > 0:
         raise ConfigError(f"mm_per_px {value!r} is not a positive number: give the millimetres one pixel spans")
     return number
-
-
-def _point(value) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    try:
-        x, y = (float(part) for part in str(value).split(","))
-    except ValueError:
-        raise ConfigError(f"lesion_at {value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240") from None
-    if not (x >= 0 and y >= 0):
-        raise ConfigError(f"lesion_at {value!r}: X and Y are pixel positions, 0 or more")
-    return x, y
 
 
 def _flag(value) -> bool:
@@ -95,14 +87,14 @@ def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]],
     items, owners, replies = [], [], [None] * len(requests)
     for index, (images, parameters) in enumerate(requests):
         try:
-            for data in np.asarray(images, dtype=object).reshape(-1):
-                items.append(parse_request(as_bytes(data), parameters, predictor.manifest.class_names))
-                owners.append(index)
+            name, options, panel = parse_request(parameters, predictor.manifest.class_names)
+            given = [ImageRequest(as_bytes(data), name, options, panel)
+                     for data in np.asarray(images, dtype=object).reshape(-1)]
         except MnetError as error:
             replies[index] = error
-            while owners and owners[-1] == index:
-                owners.pop()
-                items.pop()
+            continue
+        items += given
+        owners += [index] * len(given)
     results = explain_requests(predictor, items, pool)
     encoded = list((pool.map if pool is not None and len(items) > 1 else map)(
         lambda result, item: result if isinstance(result, MnetError) else reply_arrays(result, item.panel),
@@ -156,6 +148,3 @@ def reply_arrays(result: Result, panel: bool) -> dict[str, np.ndarray]:
             HEATMAP_OUTPUT: np.array([[rendered.heatmap_png]], dtype=object),
             PANEL_OUTPUT: np.array([[rendered.panel_png or b""]], dtype=object)}
 
-
-def rendered_from_reply(report: bytes, heatmap_png: bytes, panel_png: bytes) -> Rendered:
-    return Rendered(json.loads(report), heatmap_png, panel_png or None)
