@@ -18,6 +18,7 @@ from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, M
 from runtime.explain.gradcampp import gradcampp_maps, upsample, upsample_all
 from runtime.imageio import load_image
 from runtime.panel import render_panel
+from runtime.png import encode_png
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess
 from runtime.uncertainty import draw_mc_mask
@@ -148,6 +149,24 @@ def test_report_writing_ours(benchmark, setup, tmp_path):
         cv2.imwrite(str(tmp_path / "r.png"), render_panel(result))
 
     benchmark(write)
+
+
+@pytest.fixture(scope="module")
+def panel(setup) -> np.ndarray:
+    return render_panel(Predictor(setup["bundle"], mc_samples=10).predict(SAMPLE_IMAGE))
+
+
+def test_png_panel_ours(benchmark, panel):
+    """The panel PNG as the batch writes it (runtime.png: Up filter, strips deflated on every core)."""
+    record(benchmark, "PNG encoding of the panel", "ours")
+    benchmark(encode_png, panel)
+
+
+def test_png_panel_reference(benchmark, panel):
+    """OpenCV's (libpng) encoder at its defaults, what the batch used before."""
+    record(benchmark, "PNG encoding of the panel", "reference")
+    converted = cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)
+    benchmark(cv2.imencode, ".png", converted)
 
 
 def test_end_to_end_ours(benchmark, setup):

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from runtime.errors import ConfigError, MnetError
-from runtime.imageio import Found, collect_images, encode_png, output_names, write_atomic
+from runtime.imageio import Found, collect_images, output_names, write_atomic
 from runtime.manifest import sha256_file
 from runtime.panel import render_panel
+from runtime.png import encode_png
 
 if TYPE_CHECKING:
     from runtime.predictor import Result
@@ -64,7 +64,7 @@ class Rendered:
 
 
 def render_outputs(result: Result, panel: bool = True) -> Rendered:
-    heatmap = cv2.imencode(".png", np.uint8(np.clip(result.heatmap, 0, 1) * 255))[1].tobytes()
+    heatmap = encode_png(np.uint8(np.clip(result.heatmap, 0, 1) * 255))
     return Rendered(result.to_dict(), heatmap, encode_png(render_panel(result)) if panel else None)
 
 

@@ -151,7 +151,8 @@ def abcde(
 ):
     """ABCD(E) criteria measured in OpenCV: segmentation, asymmetry, border, colours, diameter, evolution."""
     from runtime.abcde.api import analyze_files
-    from runtime.imageio import encode_png, write_atomic
+    from runtime.imageio import write_atomic
+    from runtime.png import encode_png
 
     try:
         result, overlay = analyze_files(image, prior, mm_per_px, lesion_at)
