@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = ("numpy", "opencv-python-headless", "pillow", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-            "cuda-python", "torch", "timm", "onnx")
+            "cuda-python", "torch", "timm", "onnx", "tritonclient")
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,23 @@ def diagnose() -> list[Check]:
               f"tensorrt {versions['tensorrt'] or 'missing'}, cuda-python {versions['cuda-python'] or 'missing'}",
               "pip install 'melanomanet-edge[gpu]' on a machine with an NVIDIA GPU (JetPack ships TensorRT), then "
               "mnet-export trt model.onnx -o model.engine"),
+        serving_check(versions["tritonclient"]),
         Check("training and export", bool(versions["torch"] and versions["timm"] and versions["onnx"]),
               f"torch {versions['torch'] or 'missing'}, timm {versions['timm'] or 'missing'}, "
               f"onnx {versions['onnx'] or 'missing'}",
               "pip install 'melanomanet-edge[train,export]' (not needed on the device)"),
     ]
+
+
+def serving_check(client_version: str | None) -> Check:
+    """mnet serve needs the serving environment (Triton, numpy < 2); mnet run --server needs tritonclient."""
+    from runtime.errors import ToolMissing
+    from runtime.serving.server import serving_environment
+
+    try:
+        environment = serving_environment()
+    except ToolMissing as error:
+        return Check("serving (mnet serve)", False, f"tritonclient {client_version or 'missing'}", str(error))
+    return Check("serving (mnet serve)", client_version is not None,
+                 f"tritonserver in {environment.root} (Python {environment.python_version}); tritonclient "
+                 f"{client_version or 'missing'}", "pip install 'melanomanet-edge[serve]' (tritonclient)")
