@@ -102,12 +102,14 @@ def _tiles(canvas, result, top) -> int:
     captions = ["Image", f"GradCAM++ of {explained}" + ("" if explained == result.label else
                                                          f" (requested; predicted {result.label})"),
                 "ABCD: lesion outline, principal axes, maximum Feret diameter"]
+    caption_ends = []
     for index, (picture, caption) in enumerate(zip(tiles, captions)):
         left = GAP + index * (TILE_W + GAP)
         canvas[top:top + TILE_H, left:left + TILE_W] = fit(picture, TILE_W, TILE_H)
-        paragraph(canvas, caption, (left, top + TILE_H + 20), TILE_W, 0.5, INK if index == 1 else MUTED,
-                  2 if index == 1 and explained != result.label else 1)
-    legend_top = top + TILE_H + 34
+        caption_ends.append(paragraph(canvas, caption, (left, top + TILE_H + 20), TILE_W, 0.5,
+                                      INK if index == 1 else MUTED, 2 if index == 1 and explained != result.label
+                                      else 1))
+    legend_top = max(caption_ends) - 7  # under the longest caption, however many lines it wrapped to
     empty = not np.any(result.heatmap > 0)
     ends = [legend_top + 6,
             _colour_bar(canvas, GAP + TILE_W + GAP, legend_top, TILE_W, empty),

@@ -101,3 +101,14 @@ def test_an_empty_heatmap_is_said_not_shown_blank(results, monkeypatch):
     empty = replace(results["predicted"], heatmap=np.zeros_like(results["predicted"].heatmap))
     _, drawn = _render_recording(empty, monkeypatch)
     assert any("the heatmap is empty" in value for value, *_ in drawn)
+
+
+@pytest.mark.parametrize("kind", ["predicted", "other_class", "no_lesion", "long_names"])
+def test_no_two_texts_overlap(results, kind, monkeypatch):
+    """Wrapped captions push what follows them down (a caption wrapped over the ABCD legend once)."""
+    _, drawn = _render_recording(results[kind], monkeypatch)
+    boxes = [(value, x, y - height, x + width, y + baseline) for value, x, y, width, height, baseline in drawn]
+    for index, (value, left, top, right, bottom) in enumerate(boxes):
+        for other, left2, top2, right2, bottom2 in boxes[index + 1:]:
+            assert right <= left2 or right2 <= left or bottom <= top2 or bottom2 <= top, \
+                f"{value!r} overlaps {other!r}"
