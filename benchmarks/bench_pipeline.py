@@ -14,6 +14,7 @@ from benchmarks.conftest import INTERMEDIATE_LAYER, SAMPLE_IMAGE, record
 from benchmarks.reference import ReferencePipeline
 from runtime.abcde.analyze import analyze
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
+from runtime.batch import write_outputs
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample, upsample_all
 from runtime.imageio import load_image
@@ -141,14 +142,10 @@ def test_abcde_reference(benchmark, one_thread):
 
 
 def test_report_writing_ours(benchmark, setup, tmp_path):
+    """What the batch writes per image: the panel drawn and encoded, the heatmap PNG, the report JSON."""
     record(benchmark, f"report JSON + PNG panel {setup['key']}", "ours")
     result = Predictor(setup["bundle"], mc_samples=10).predict(SAMPLE_IMAGE)
-
-    def write():
-        (tmp_path / "r.json").write_text(json.dumps(result.to_dict()))
-        cv2.imwrite(str(tmp_path / "r.png"), render_panel(result))
-
-    benchmark(write)
+    benchmark(write_outputs, result, tmp_path, "r")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +154,7 @@ def panel(setup) -> np.ndarray:
 
 
 def test_png_panel_ours(benchmark, panel):
-    """The panel PNG as the batch writes it (runtime.png: Up filter, strips deflated on every core)."""
+    """The panel PNG as the batch writes it (runtime.png: Up filter, ISA-L deflate)."""
     record(benchmark, "PNG encoding of the panel", "ours")
     benchmark(encode_png, panel)
 

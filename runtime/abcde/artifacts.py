@@ -80,7 +80,8 @@ def field_of_view_mask(image: np.ndarray) -> np.ndarray:
     view = 1 - vignette[labels]
     if cv2.countNonZero(view) < 0.2 * view.size:
         return np.ones_like(view)
-    hull = cv2.convexHull(cv2.findNonZero(view))
+    outlines, _ = cv2.findContours(view, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.convexHull(np.concatenate(outlines))  # the hull of the outer outlines is the hull of the view
     return cv2.erode(cv2.fillConvexPoly(np.zeros_like(view), hull, 1), np.ones((5, 5), np.uint8))
 
 

@@ -7,17 +7,26 @@ import numpy as np
 
 
 def attention_alignment(heatmap: np.ndarray, mask: np.ndarray, band_fraction: float = 0.05) -> dict | None:
-    """heatmap H x W (non-negative), mask H x W (0/1) -> shares of attention mass and the pointing game."""
-    mask = (mask > 0).astype(np.uint8)
-    area = int(mask.sum())
+    """heatmap H x W (non-negative), mask H x W (0/1) -> shares of attention mass and the pointing game.
+    The border band holds the pixels within `band_fraction` of the lesion's equivalent diameter of its outline."""
+    inside = mask > 0
+    area = int(inside.sum())
     total = float(heatmap.sum())
     if area == 0 or total <= 0:
         return None
     width = max(1, int(round(band_fraction * np.sqrt(4 * area / np.pi))))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
-    band = cv2.dilate(mask, kernel) - cv2.erode(mask, kernel)
+    band = border_band(inside, width)
     peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
-    return {"inside_share": float(heatmap[mask.astype(bool)].sum() / total),
-            "border_share": float(heatmap[band.astype(bool)].sum() / total),
+    return {"inside_share": float(heatmap[inside].sum() / total),
+            "border_share": float(heatmap[band].sum() / total),
             "lesion_area_share": area / mask.size,
-            "pointing_game": bool(mask[peak])}
+            "pointing_game": bool(inside[peak])}
+
+
+def border_band(inside: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within `width` (Euclidean) of the other side of the outline: the dilation minus the erosion by a
+    disc, from two exact distance transforms (linear time, where a disc-shaped kernel costs its area)."""
+    lesion = inside.astype(np.uint8)
+    to_skin = cv2.distanceTransform(lesion, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    to_lesion = cv2.distanceTransform(1 - lesion, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.where(inside, to_skin <= width, to_lesion <= width)
