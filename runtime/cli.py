@@ -275,8 +275,9 @@ def serve(
     grpc_port: Annotated[int, typer.Option(min=1, max=65535, help="Triton's gRPC port.")] = 8001,
     metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="Prometheus metrics port.")] = 8002,
     max_batch: Annotated[int, typer.Option(min=1, help="Largest dynamic batch.")] = 8,
-    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="How long a request may wait for batch "
-                                                    "mates (microseconds).")] = 2000,
+    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="How long a request may wait for batch mates "
+                                                    "(microseconds). 0: no waiting; requests that queue while the "
+                                                    "instances are busy are still batched.")] = 0,
     instances: Annotated[Optional[int], typer.Option(min=1, help="Model instances (processes) answering at once "
                                                      "(default: the machine's cores; the Python around the model "
                                                      "runs in one core per instance).")] = None,
