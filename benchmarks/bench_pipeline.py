@@ -18,6 +18,7 @@ from runtime.batch import write_outputs
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample, upsample_all
 from runtime.imageio import load_image
+from runtime.manifest import Preprocessing
 from runtime.panel import render_panel
 from runtime.png import encode_png
 from runtime.predictor import Predictor
@@ -44,6 +45,15 @@ def test_preprocess_ours(benchmark, setup):
 def test_preprocess_reference(benchmark, setup):
     record(benchmark, f"preprocess {setup['key']}", "reference")
     benchmark(_reference(setup).preprocess, SAMPLE_IMAGE)
+
+
+@pytest.mark.parametrize("size", [224, 384])
+def test_preprocess_pillow_exact_ours(benchmark, size):
+    """What `--from-seed` bundles need: Pillow's BILINEAR resize (bit-exact) and normalisation, from the decoded
+    600x450 image (decoding is the same for every path and timed in the groups above)."""
+    record(benchmark, f"preprocess, Pillow-exact, decoded 600x450 -> {size}", "ours")
+    image, spec = load_image(SAMPLE_IMAGE), Preprocessing(image_size=size, interpolation="bilinear_antialias")
+    benchmark(preprocess, image, spec)
 
 
 def test_forward_ours(benchmark, setup):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -18,7 +20,9 @@ def text(canvas, value: str, origin, scale=0.5, colour=INK, thickness=1):
     cv2.putText(canvas, value, (int(origin[0]), int(origin[1])), FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
+@lru_cache(maxsize=8192)
 def text_width(value: str, scale=0.5, thickness=1) -> int:
+    """Measured once per run: most of a panel's texts (legends, captions, class names) recur on every panel."""
     return cv2.getTextSize(value, FONT, scale, thickness)[0][0]
 
 
