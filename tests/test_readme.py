@@ -47,3 +47,16 @@ def test_each_readme_command_parses(line):
     assert not [option for option in options if option not in known], f"{line!r}: unknown options"
     result = CliRunner().invoke(application, [*path, "--help"])
     assert result.exit_code == 0, result.output
+
+
+def test_jetson_install_lists_every_runtime_dependency():
+    """docs/jetson.md installs the package with --no-deps (to keep NVIDIA's onnxruntime-gpu), so its explicit
+    list must name every base dependency but onnxruntime."""
+    import tomllib
+
+    root = README.parent
+    base = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!\[ ]", requirement)[0] for requirement in base} - {"onnxruntime"}
+    listed = re.search(r"^pip install (numpy .*)$", (root / "docs" / "jetson.md").read_text(), flags=re.M)
+    assert listed, "docs/jetson.md: no `pip install numpy ...` line"
+    assert names <= set(listed.group(1).split()), names - set(listed.group(1).split())
