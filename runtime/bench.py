@@ -28,7 +28,8 @@ def percentiles(samples_ms: list[float]) -> dict:
 
 
 EXPLAINED = ("decode from the file, preprocess, inference with T MC samples, uncertainty, GradCAM++, ABCD, and the "
-             "JSON report, panel PNG and heatmap PNG written")
+             "JSON report, panel PNG and heatmap PNG written; total is the wall time, in which ABCD runs beside "
+             "inference, so it is less than the sum of the stages")
 
 
 def bench(model: Path, backend: str = "ort-cpu", mc_samples: int | None = None, images: Path | None = None,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import analyze_view, bounded_view
+from runtime.abcde.analyze import Analysis, analyze_view, bounded_view
 from runtime.abcde.api import check_point
 from runtime.backends import Backend, open_backend
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
@@ -70,13 +70,16 @@ class ImageOptions:
 
 @dataclass
 class Prepared:
-    """An image decoded and preprocessed, ready for the backend (stage one of `Predictor.predict`)."""
+    """An image decoded and preprocessed, ready for the backend (stage one of `Predictor.predict`), with the view
+    its explanations are drawn and measured on (at most MAX_ANALYSIS_SIDE pixels; `factor`: its scale)."""
 
     name: str
     rgb: np.ndarray
     header: dict
     tensor: np.ndarray
     timings: dict
+    view: np.ndarray
+    factor: float
 
 
 class Predictor:
@@ -108,6 +111,7 @@ class Predictor:
                            "input_size": self.manifest.preprocessing.image_size,
                            "verified_against_sidecar": verify or isinstance(backend, Backend),
                            "model_card": self.manifest.model_card}
+        self.beside: ThreadPoolExecutor | None = None
         self.concepts = None
         if self.manifest.concepts:
             from runtime.concepts import ConceptScorer
@@ -121,11 +125,23 @@ class Predictor:
 
     def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
                 mm_per_px: float | None = None) -> Result:
-        """One explained prediction: `prepare` (decode, preprocess), `infer`, `explain` (uncertainty, GradCAM++,
-        ABCD, concepts). The batch runs the three stages of different images at once; each stage is the same."""
+        """One explained prediction: `prepare` (decode, preprocess), then `measure` (ABCD, which needs only the
+        image) on a second thread while `infer` runs the network, then `explain` (uncertainty, GradCAM++, the
+        attention alignment, concepts). Its `total` timing is the wall time of the whole."""
+        started = time.perf_counter()
         requested = self.class_index(cam_class) if cam_class else None
         prepared = self.prepare(image, name)
-        return self.explain(prepared, self.infer(prepared, requested), requested, mm_per_px)
+        measuring = self._beside().submit(self.measure, prepared, mm_per_px) if self.with_abcde else None
+        outputs = self.infer(prepared, requested)
+        measured = measuring.result() if measuring is not None else None
+        result = self.explain(prepared, outputs, requested, mm_per_px, measured=measured)
+        result.timings_ms["total"] = _since(started)
+        return result
+
+    def _beside(self) -> ThreadPoolExecutor:
+        if self.beside is None:
+            self.beside = ThreadPoolExecutor(1, thread_name_prefix="abcde")
+        return self.beside
 
     def prepare(self, image: str | Path | np.ndarray | bytes, name: str | None = None) -> Prepared:
         """Decode (a file, an encoded image's bytes, or an RGB array) and preprocess."""
@@ -141,8 +157,9 @@ class Predictor:
             rgb, header = as_rgb_array(image, name), {"format": "array", "exif_orientation": 1}
         decoded = time.perf_counter()
         tensor = preprocess(rgb, self.manifest.preprocessing)[None]
+        view, factor = bounded_view(rgb)
         return Prepared(name, rgb, header, tensor, {"decode": _ms(started, decoded),
-                                                    "preprocess": _ms(decoded, time.perf_counter())})
+                                                    "preprocess": _ms(decoded, time.perf_counter())}, view, factor)
 
     def infer(self, prepared: Prepared, requested: int | None = None) -> dict:
         started = time.perf_counter()
@@ -150,8 +167,23 @@ class Predictor:
         prepared.timings["inference"] = _ms(started, time.perf_counter())
         return outputs
 
+    def measure(self, prepared: Prepared, mm_per_px: float | None = None,
+                lesion_at: tuple[float, float] | None = None) -> Analysis:
+        """ABCD on the prepared image's view (with the predictor's calibration and lesion point unless given)."""
+        mark = time.perf_counter()
+        calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
+        point = lesion_at if lesion_at is not None else self.lesion_at
+        if point is not None:
+            check_point(point, prepared.rgb, prepared.name)
+        found = analyze_view(prepared.view, prepared.factor, calibration, point)
+        prepared.timings["abcde"] = _since(mark)
+        return found
+
     def explain(self, prepared: Prepared, outputs: dict, requested: int | None = None,
-                mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None) -> Result:
+                mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None,
+                measured: Analysis | None = None) -> Result:
+        """Everything after the network: uncertainty, GradCAM++, ABCD (`measured` when `measure` already ran,
+        else here), the attention alignment and concepts. `total` is the sum of the stage timings."""
         timings = prepared.timings
         mark = time.perf_counter()
         temperature = self.manifest.temperature
@@ -161,9 +193,7 @@ class Predictor:
         uncertainty = replace(uncertainty, flagged=referral["flagged"])
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()
-        # Explanations are drawn and measured on a view of at most MAX_ANALYSIS_SIDE pixels.
-        rgb = prepared.rgb
-        view, factor = bounded_view(rgb)
+        rgb, view = prepared.rgb, prepared.view
         target = requested if requested is not None else int(np.argmax(probabilities))
         class_maps = self._class_maps(outputs)
         row = target if class_maps.shape[0] > 1 else 0
@@ -171,19 +201,15 @@ class Predictor:
         timings["gradcampp"] = _since(mark)
         analysis, mask, alignment = None, None, None
         if self.with_abcde:
+            found = measured if measured is not None else self.measure(prepared, mm_per_px, lesion_at)
             mark = time.perf_counter()
-            calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
-            point = lesion_at if lesion_at is not None else self.lesion_at
-            if point is not None:
-                check_point(point, rgb, prepared.name)
-            found = analyze_view(view, factor, calibration, point)
             mask, analysis = found.mask, found.measurements
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
-            timings["abcde"] = _since(mark)
+            timings["abcde"] = round(timings["abcde"] + _since(mark), 3)
         concepts = None
         if self.concepts is not None:
             concepts = self.concepts.score(outputs[EMBEDDING][0], target, self.manifest.class_names)
-        timings["total"] = round(sum(timings.values()), 3)
+        timings["total"] = round(sum(value for stage, value in timings.items() if stage != "total"), 3)
         header = prepared.header
         return Result(image=prepared.name, image_size=(rgb.shape[1], rgb.shape[0]), probabilities=probabilities,
                       uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,
@@ -228,8 +254,9 @@ class Predictor:
         raised: one bad image never stops the others. `options` (one per image) override `cam_class` and the
         predictor's mm_per_px and lesion_at. A dynamic-batch bundle runs the images that decoded in one backend
         call (the same MC mask for all, so an image's result does not depend on its batch mates); a fixed-batch
-        bundle runs them one at a time. Each image's `inference` timing is its share of the call. With a `pool`,
-        the images are decoded, and explained, on its threads at once (the results are the same)."""
+        bundle runs them one at a time. Each image's `inference` timing is its share of the call. ABCD runs while
+        the network does, on the `pool`'s threads (or the predictor's own); with a `pool`, the images are also
+        decoded, and explained, on its threads at once (the results are the same)."""
         names = names or [None] * len(images)
         options = options or [ImageOptions(cam_class)] * len(images)
         each = pool.map if pool is not None and len(images) > 1 else map
@@ -239,18 +266,25 @@ class Predictor:
             if isinstance(asked, MnetError):
                 results[index] = asked
         ready = [index for index, item in enumerate(results) if isinstance(item, Prepared)]
+        runner = pool if pool is not None else self._beside()
+        measuring = {index: runner.submit(self._attempt, self.measure, results[index], options[index].mm_per_px,
+                                          options[index].lesion_at) for index in ready} if self.with_abcde else {}
         if self.batched and len(ready) > 1:
             self._infer_together([results[index] for index in ready], results, ready)
         else:
             for index in ready:
                 outputs = self._attempt(self.infer, results[index], requested[index])
                 results[index] = (results[index], outputs) if isinstance(outputs, dict) else outputs
+        measured = {index: future.result() for index, future in measuring.items()}
 
-        def finish(item, asked: ImageOptions, index: int | None):
+        def finish(item, asked: ImageOptions, index: int | None, position: int):
             if not isinstance(item, tuple):
                 return item
-            return self._attempt(self.explain, item[0], item[1], index, asked.mm_per_px, asked.lesion_at)
-        return list(each(finish, results, options, requested))
+            found = measured.get(position)
+            if isinstance(found, MnetError):
+                return found
+            return self._attempt(self.explain, item[0], item[1], index, asked.mm_per_px, asked.lesion_at, found)
+        return list(each(finish, results, options, requested, range(len(results))))
 
     def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:
         started = time.perf_counter()
@@ -276,6 +310,8 @@ class Predictor:
             return error
 
     def close(self):
+        if self.beside is not None:
+            self.beside.shutdown()
         self.backend.close()
 
 

@@ -20,7 +20,9 @@ def test_bench_reports_whole_explained_predictions_from_files(bundle, tmp_path):
     assert {"decode", "preprocess", "inference", "abcde", "report", "total"} <= set(stages)
     assert stages["decode"]["p50"] > 0.1 and stages["report"]["p50"] > 1
     parts = sum(figures["mean"] for name, figures in stages.items() if name != "total")
-    assert stages["total"]["mean"] == pytest.approx(parts, rel=0.05)
+    hidden = min(stages["abcde"]["mean"], stages["inference"]["mean"])  # ABCD runs beside inference
+    assert parts - hidden - 0.05 * parts <= stages["total"]["mean"] <= parts * 1.05
+    assert "wall time" in report["stages_include"]
     throughput = report["throughput"]
     assert {"run_sequential", "run_pipelined_2_workers", "inference_batch_1"} <= set(throughput)
     assert throughput["run_sequential"]["images"] == 4 and "JSON report" in throughput["run_sequential"]["includes"]

@@ -98,6 +98,32 @@ def test_explain_a_requested_class(bundle):
     assert result.to_dict()["gradcampp"]["class"] == "MEL"
 
 
+def test_abcd_beside_inference_equals_one_stage_after_another(bundle):
+    """`predict` measures ABCD on a second thread while the network runs; the report is the sequential one's."""
+    predictor = Predictor(bundle)
+    for path in sorted(SAMPLES.glob("*.jpg")):
+        overlapped = predictor.predict(path)
+        prepared = predictor.prepare(path)
+        sequential = predictor.explain(prepared, predictor.infer(prepared))
+        first, second = overlapped.to_dict(), sequential.to_dict()
+        stages = [stage for stage in overlapped.timings_ms if stage != "total"]
+        assert overlapped.timings_ms["total"] <= sum(overlapped.timings_ms[stage] for stage in stages) + 1.0
+        for report in (first, second):
+            report.pop("timings_ms")
+        assert first == second
+
+
+def test_a_bad_lesion_point_fails_its_image_only(bundle):
+    from runtime.errors import ImageError
+    from runtime.predictor import ImageOptions
+
+    paths = sorted(SAMPLES.glob("*.jpg"))[:2]
+    results = Predictor(bundle).predict_batch(paths, options=[ImageOptions(lesion_at=(5000.0, 10.0)),
+                                                              ImageOptions()])
+    assert isinstance(results[0], ImageError) and "outside the image" in str(results[0])
+    assert results[1].abcde["status"] in ("measured", "unreliable")
+
+
 def _bad_inputs(folder: Path) -> dict[str, bool]:
     """name -> whether it must be processed (True) or rejected with a readable error (False)."""
     sample = cv2.imread(str(SAMPLES / "ISIC_0034335.jpg"))

@@ -427,3 +427,13 @@ class TritonPythonModel:
         return replies
 '''
 
+
+
+@needs_server
+def test_the_stubs_run_openblas_on_one_thread_unless_told(monkeypatch):
+    from runtime.serving.server import server_environment, serving_environment
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert server_environment(serving_environment())["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert server_environment(serving_environment())["OPENBLAS_NUM_THREADS"] == "4"
