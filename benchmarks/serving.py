@@ -5,7 +5,8 @@
   panel and heatmap PNGs);
 - latency: p99 of one client's explained predictions (report JSON and heatmap PNG, over HTTP) against p99 of
   `Predictor.predict` in-process (no encoding at all), with ONNX Runtime on all cores or on one (ABCD then has the
-  other core), whichever is faster: a baseline at least as fast as what it stands for;
+  other core), whichever is faster: a baseline at least as fast as what it stands for. The three take turns,
+  request by request, so that they meet the same spells of the machine's noise;
 - the server's images/s and p50/p95/p99 at 1, 4 and 16 clients (`mnet bench --server`'s figures).
 
     .venv/bin/python -m benchmarks.serving --model demo_out/export/model.onnx --images assets/samples
@@ -68,17 +69,24 @@ def images_per_s(predictor, folder: Path, out: Path, workers: int) -> float:
     return len(summary.outcomes) / elapsed
 
 
-def predict_latencies(model: Path, data: list[bytes], requests: int, threads: int) -> list[float]:
-    """`Predictor.predict` of the encoded images in turn, in ms, after a warm-up."""
-    predictor = Predictor(model, threads=threads)
-    for item in data[:3]:
-        predictor.predict(item)
-    latencies = []
+def interleaved_latencies(model: Path, url: str, data: list[bytes], requests: int) -> dict[str, list[float]]:
+    """One explained prediction at a time, in turns: `predict` with ONNX Runtime on all cores, on one core, and a
+    request to the server, so that all three meet the same spells of this shared machine's noise. In ms."""
+    predictors = {threads: Predictor(model, threads=threads) for threads in (0, 1)}
+    served = ServedModel(url)
+    calls = {**{f"predict_threads_{threads}": predictor.predict for threads, predictor in predictors.items()},
+             "served": lambda item: served.request(item, {"name": "latency"}, "latency")}
+    for call in calls.values():
+        for item in data[:3]:
+            call(item)
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
     for index in range(requests):
-        started = time.perf_counter()
-        predictor.predict(data[index % len(data)])
-        latencies.append((time.perf_counter() - started) * 1000)
-    predictor.close()
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call(data[index % len(data)])
+            latencies[name].append((time.perf_counter() - started) * 1000)
+    for predictor in predictors.values():
+        predictor.close()
     return latencies
 
 
@@ -94,38 +102,39 @@ def main(model: Annotated[Path, typer.Option(help="The bundle to serve and to ru
         work = Path(scratch)
         folder = copies(images, work / "images", count)
         data = [path.read_bytes() for path in sorted(folder.iterdir())[:8]]
-        latency = {threads: predict_latencies(model, data, requests, threads) for threads in (0, 1)}
-        fastest = min(latency, key=lambda threads: np.percentile(latency[threads], 99))
         runs = {threads: images_per_s(Predictor(model, threads=threads), folder, work / f"local-{threads}", cores)
                 for threads in (0, 1)}
-        in_process = {"mnet_run_images_per_s": max(runs.values()),
-                      "mnet_run_images_per_s_by_threads": {str(threads): value for threads, value in runs.items()},
-                      "predict_p99_ms": float(np.percentile(latency[fastest], 99)),
-                      "predict_p50_ms": float(np.percentile(latency[fastest], 50)), "predict_threads": fastest,
-                      "predict_p99_ms_by_threads": {str(threads): float(np.percentile(values, 99))
-                                                    for threads, values in latency.items()},
-                      "workers": cores}
         server = start_server(model, port, work / "server.log", serve_options.split())
         try:
             url = f"http://127.0.0.1:{port}"
             served = ServedModel(url)
             images_per_s(served, folder, work / "warm", 4)
+            latency = interleaved_latencies(model, url, data, requests)
             load = [load_test(url, data, level, requests) for level in (1, 4, 16)]
             over_http = images_per_s(served, folder, work / "served", 4)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
+    p99 = {name: float(np.percentile(values, 99)) for name, values in latency.items()}
+    fastest = min((name for name in p99 if name != "served"), key=p99.get)
+    in_process = {"mnet_run_images_per_s": max(runs.values()),
+                  "mnet_run_images_per_s_by_threads": {str(threads): value for threads, value in runs.items()},
+                  "predict_p99_ms": p99[fastest], "predict_p50_ms": float(np.percentile(latency[fastest], 50)),
+                  "predict_fastest": fastest, "workers": cores}
+    served_c1 = {"p99_ms": p99["served"], "p50_ms": float(np.percentile(latency["served"], 50))}
     figures = {
         "model": str(model), "serve_options": serve_options, "images": count, "requests": requests, "cores": cores,
-        "in_process": in_process,
-        "served": {"mnet_run_server_concurrency_4_images_per_s": over_http, "load": load},
+        "in_process": in_process, "latency_p99_ms_interleaved": p99,
+        "served": {"mnet_run_server_concurrency_4_images_per_s": over_http, "one_client_interleaved": served_c1,
+                   "load": load},
         "ratios": {
             "throughput_served_c4_over_in_process_run": over_http / in_process["mnet_run_images_per_s"],
-            "p99_served_c1_over_in_process_predict": load[0]["latency_ms"]["p99"] / in_process["predict_p99_ms"]},
+            "p99_served_c1_over_in_process_predict": p99["served"] / in_process["predict_p99_ms"]},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
-    print(json.dumps({"in_process": in_process, "served_run_c4": over_http, "ratios": figures["ratios"],
+    print(json.dumps({"in_process": in_process, "served_run_c4": over_http, "served_c1": served_c1,
+                      "ratios": figures["ratios"],
                       "load": [{k: row[k] for k in ("concurrency", "images_per_s", "latency_ms", "failed")}
                                for row in load]}, indent=1))
 
