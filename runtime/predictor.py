@@ -277,13 +277,14 @@ class Predictor:
                 results[index] = (results[index], outputs) if isinstance(outputs, dict) else outputs
         measured = {index: future.result() for index, future in measuring.items()}
 
-        def finish(item, asked: ImageOptions, index: int | None, position: int):
+        def finish(item, asked: ImageOptions, requested_class: int | None, position: int):
             if not isinstance(item, tuple):
                 return item
             found = measured.get(position)
             if isinstance(found, MnetError):
                 return found
-            return self._attempt(self.explain, item[0], item[1], index, asked.mm_per_px, asked.lesion_at, found)
+            return self._attempt(self.explain, item[0], item[1], requested_class, asked.mm_per_px, asked.lesion_at,
+                                 found)
         return list(each(finish, results, options, requested, range(len(results))))
 
     def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from runtime.abcde.artifacts import ellipse
+from runtime.abcde.robust import median_spread
 from runtime.abcde.shape import largest_contour
 
 SKIN_LEVEL_FLOOR = 6.0
@@ -58,8 +59,8 @@ def cut_levels(distance: np.ndarray, inside: np.ndarray, outside: np.ndarray, fi
     """Per pixel: half the lesion's colour distance nearby, at least the skin's noise level."""
     skin = distance[(outside > 5) & (outside <= 12) & (field_of_view > 0)]
     if skin.size >= 50:
-        centre = float(np.median(skin))
-        noise = centre + SKIN_NOISE_FACTOR * 1.4826 * float(np.median(np.abs(skin - centre)))
+        centre, spread = median_spread(skin)
+        noise = centre + SKIN_NOISE_FACTOR * spread
     else:
         noise = fallback
     floor = max(noise, SKIN_LEVEL_FLOOR)

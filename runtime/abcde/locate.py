@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from runtime.abcde.artifacts import ellipse
+from runtime.abcde.robust import median_spread
 
 LOCATE_SIDE = 320
 MIN_CANDIDATE_SHARE = 0.0008
@@ -49,8 +50,7 @@ def background_distance(lab: np.ndarray, degree: int = 2, valid: np.ndarray | No
         residual = pixels - terms @ coefficients
         residual[:, 0] = np.minimum(residual[:, 0], 0)
         distance = np.linalg.norm(residual, axis=1)
-        centre = np.median(distance[sample])
-        spread = 1.4826 * np.median(np.abs(distance[sample] - centre))
+        centre, spread = median_spread(distance[sample])
         inliers = sample & (distance < centre + 2.5 * spread)
         if inliers.sum() < terms.shape[1] * 10:
             break
@@ -66,8 +66,7 @@ def candidates(distance: np.ndarray, inpainted: np.ndarray) -> list[Candidate]:
     be a lesion rather than a pore or a freckle, with their contrast to their own surroundings. Pixels
     `inpainted` (under hairs) are not evidence; the closing joins the parts of a lesion they cross."""
     distance = cv2.GaussianBlur(distance, (0, 0), CANDIDATE_SMOOTHING)
-    centre = float(np.median(distance))
-    spread = 1.4826 * float(np.median(np.abs(distance - centre)))
+    centre, spread = median_spread(distance)
     level = max(CANDIDATE_LEVEL_FLOOR, centre + CANDIDATE_LEVEL_FACTOR * spread)
     seen = (distance > level) & (inpainted == 0)
     binary = cv2.morphologyEx(seen.astype(np.uint8), cv2.MORPH_OPEN, ellipse(3))

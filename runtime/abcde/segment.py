@@ -25,6 +25,7 @@ from runtime.abcde.locate import (
 )
 from runtime.abcde.palette import to_lab
 from runtime.abcde.quality import NOT_FOUND, Quality, assess, view_edge
+from runtime.abcde.robust import median_spread
 
 WORKING_SIDE = 200
 MIN_CONTRAST = 10.0
@@ -215,8 +216,7 @@ def threshold_lesion(distance: np.ndarray, field_of_view: np.ndarray, skin: np.n
     scaled = cv2.convertScaleAbs(distance, alpha=1 / unit)
     high = otsu_level(cv2.calcHist([scaled], [0], field_of_view, [256], [0, 256]).ravel()) * unit
     skin_distance = distance.ravel()[skin]
-    centre = float(np.median(skin_distance))
-    spread = 1.4826 * float(np.median(np.abs(skin_distance - centre)))
+    centre, spread = median_spread(skin_distance)
     level = min(high, max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread, least_share_of_otsu * high))
     binary = hysteresis(distance, high, level, field_of_view if growable is None else growable)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(5))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from runtime.abcde.edge import padded_box
+
 
 def attention_alignment(heatmap: np.ndarray, mask: np.ndarray, band_fraction: float = 0.05) -> dict | None:
     """heatmap H x W (non-negative), mask H x W (0/1) -> shares of attention mass and the pointing game.
@@ -15,10 +17,11 @@ def attention_alignment(heatmap: np.ndarray, mask: np.ndarray, band_fraction: fl
     if area == 0 or total <= 0:
         return None
     width = max(1, int(round(band_fraction * np.sqrt(4 * area / np.pi))))
-    band = border_band(inside, width)
+    x0, y0, x1, y1 = padded_box(inside.astype(np.uint8), width + 1)  # no band pixel lies further out
+    band = border_band(inside[y0:y1, x0:x1], width)
     peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
     return {"inside_share": float(heatmap[inside].sum() / total),
-            "border_share": float(heatmap[band].sum() / total),
+            "border_share": float(heatmap[y0:y1, x0:x1][band].sum() / total),
             "lesion_area_share": area / mask.size,
             "pointing_game": bool(inside[peak])}
 
