@@ -291,7 +291,8 @@ def serve(
 ):
     """Serve a bundle on NVIDIA Triton (HTTP, gRPC, Prometheus metrics) as the model `melanomanet`: a request
     sends the encoded image, the answer is the report JSON, the probabilities and the heatmap PNG. Ctrl-C or
-    SIGTERM lets in-flight requests finish, then exits 0."""
+    SIGTERM lets in-flight requests finish, then exits 0 (a client holding an idle connection open makes Triton
+    wait 30 s for it, then exit 1)."""
     from runtime.serving.repository import ServingOptions
     from runtime.serving.server import Endpoints
     from runtime.serving.server import serve as run_server
