@@ -437,3 +437,12 @@ def test_the_stubs_run_openblas_on_one_thread_unless_told(monkeypatch):
     assert server_environment(serving_environment())["OPENBLAS_NUM_THREADS"] == "1"
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     assert server_environment(serving_environment())["OPENBLAS_NUM_THREADS"] == "4"
+
+
+def test_the_http_client_reads_replies_in_large_blocks():
+    """tritonclient has no option for it: the client reaches into its connection, so a tritonclient that moves
+    that attribute must fail here rather than silently read 700 KB replies 4 KB at a time again."""
+    from runtime.serving.client import RECEIVE_BLOCK_BYTES, connect
+
+    client, _ = connect("http://127.0.0.1:9")
+    assert client._client_stub.block_size == RECEIVE_BLOCK_BYTES

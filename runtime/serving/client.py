@@ -19,6 +19,7 @@ from runtime.serving.protocol import HEATMAP_OUTPUT, IMAGE_INPUT, MODEL_NAME, PA
 
 OUTPUTS = (REPORT_OUTPUT, HEATMAP_OUTPUT, PANEL_OUTPUT)
 NETWORK_TIMEOUT_S = 300.0
+RECEIVE_BLOCK_BYTES = 1 << 18
 
 
 def connect(url: str):
@@ -34,6 +35,7 @@ def connect(url: str):
             client = module.InferenceServerClient(f"{parsed.hostname}:{parsed.port}",
                                                   connection_timeout=NETWORK_TIMEOUT_S,
                                                   network_timeout=NETWORK_TIMEOUT_S)
+            _receive_in_large_blocks(client)
         else:
             import tritonclient.grpc as module
 
@@ -42,6 +44,14 @@ def connect(url: str):
         raise ConfigError("--server needs tritonclient: pip install 'tritonclient[http,grpc]' (the project's "
                           "`serve` extra)") from None
     return client, module
+
+
+def _receive_in_large_blocks(client) -> None:
+    """tritonclient's HTTP client reads a response 4 KB at a time (geventhttpclient's default) and has no option
+    for it; a reply with its panel is about 700 KB, and 256 KB reads save about 0.5 ms of CPU per request here."""
+    connection = getattr(client, "_client_stub", None)
+    if hasattr(connection, "block_size"):
+        connection.block_size = max(connection.block_size, RECEIVE_BLOCK_BYTES)
 
 
 class ServedModel:
