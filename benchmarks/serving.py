@@ -69,6 +69,14 @@ def images_per_s(predictor, folder: Path, out: Path, workers: int) -> float:
     return len(summary.outcomes) / elapsed
 
 
+def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
+    predictor = Predictor(model, threads=threads)
+    try:
+        return images_per_s(predictor, folder, out, workers)
+    finally:
+        predictor.close()
+
+
 def interleaved_latencies(model: Path, url: str, data: list[bytes], requests: int) -> dict[str, list[float]]:
     """One explained prediction at a time, in turns: `predict` with ONNX Runtime on all cores, on one core, and a
     request to the server, so that all three meet the same spells of this shared machine's noise. In ms."""
@@ -102,7 +110,7 @@ def main(model: Annotated[Path, typer.Option(help="The bundle to serve and to ru
         work = Path(scratch)
         folder = copies(images, work / "images", count)
         data = [path.read_bytes() for path in sorted(folder.iterdir())[:8]]
-        runs = {threads: images_per_s(Predictor(model, threads=threads), folder, work / f"local-{threads}", cores)
+        runs = {threads: in_process_images_per_s(model, threads, folder, work / f"local-{threads}", cores)
                 for threads in (0, 1)}
         server = start_server(model, port, work / "server.log", serve_options.split())
         try:

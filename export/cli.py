@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from runtime.console import console, fail, guarded
 from runtime.errors import MnetError
+from runtime.serving import GPU_QUEUE_DELAY_US
 
 app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and TensorRT engines, verified against PyTorch.",
                   rich_markup_mode=None,
@@ -196,7 +197,7 @@ def triton(
                                              "Runtime (what mnet serve runs) instead of the GPU pair.")] = False,
     max_batch: Annotated[int, typer.Option(min=1, help="Largest dynamic batch.")] = 8,
     max_queue_delay_us: Annotated[int, typer.Option(min=0, help="How long a request may wait for batch mates "
-                                                    "(microseconds).")] = 2000,
+                                                    "(microseconds).")] = GPU_QUEUE_DELAY_US,
     instances: Annotated[int, typer.Option(min=1, help="Instances of the Python model.")] = 1,
     fp16: Annotated[bool, typer.Option(help="TensorRT precision of melanomanet_onnx: FP16 (or FP32).")] = True,
     sys_path: Annotated[Optional[str], typer.Option(help="Folders holding melanomanet-edge's `runtime` and its "

@@ -1,3 +1,7 @@
 """Serving on NVIDIA Triton: the request/response contract (`protocol`), the Python-backend model
 (`triton_model`, copied into model repositories), the launcher (`server`, `mnet serve`) and the client
 (`client`, `mnet run --server`, `mnet bench --server`)."""
+
+# How long a request may wait for batch mates in a repository for a GPU, where a batch is cheaper per image
+# (`mnet serve` on a CPU defaults to 0: there, waiting only adds latency).
+GPU_QUEUE_DELAY_US = 2000

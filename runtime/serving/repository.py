@@ -20,6 +20,7 @@ from pathlib import Path
 from runtime.contract import CAM_ACTIVATIONS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
 from runtime.errors import ConfigError
 from runtime.manifest import Manifest, read_sidecar, sidecar_path
+from runtime.serving import GPU_QUEUE_DELAY_US
 from runtime.serving.protocol import (
     HEATMAP_OUTPUT,
     IMAGE_INPUT,
@@ -37,7 +38,7 @@ ENGINE_CACHE = "/tmp/melanomanet_trt_cache"
 @dataclass(frozen=True)
 class ServingOptions:
     max_batch: int = 8
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = GPU_QUEUE_DELAY_US
     instances: int = 1
     backend: str = "ort-cpu"  # the standalone model's ONNX Runtime providers (runtime.backends)
     threads: int = 0  # ONNX Runtime threads per instance (0: its default)
