@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,8 +28,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from runtime.batch import run_batch
-from runtime.imageio import collect_images
+from benchmarks.pipeline import copies, images_per_s
 from runtime.predictor import Predictor
 from runtime.serving.client import ServedModel, load_test
 
@@ -51,22 +49,6 @@ def start_server(model: Path, port: int, log: Path, options: list[str]) -> subpr
                 raise SystemExit(f"mnet serve exited: {log.read_text()[-2000:]}")
             time.sleep(0.5)
     raise SystemExit("mnet serve was not ready in 3 minutes")
-
-
-def copies(images: Path, folder: Path, count: int) -> Path:
-    files = [found.path for found in collect_images([images])[0]]
-    folder.mkdir()
-    for index in range(count):
-        shutil.copy(files[index % len(files)], folder / f"{index:04d}{files[index % len(files)].suffix}")
-    return folder
-
-
-def images_per_s(predictor, folder: Path, out: Path, workers: int) -> float:
-    started = time.perf_counter()
-    summary = run_batch(predictor, [folder], out, workers=workers)
-    elapsed = time.perf_counter() - started
-    assert not summary.failed, summary.failed[0].row
-    return len(summary.outcomes) / elapsed
 
 
 def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
@@ -102,6 +84,8 @@ def main(model: Annotated[Path, typer.Option(help="The bundle to serve and to ru
          images: Annotated[Path, typer.Option(help="Folder of images (cycled).")] = Path("assets/samples"),
          count: Annotated[int, typer.Option(help="Images per throughput run.")] = 100,
          requests: Annotated[int, typer.Option(help="Requests per load figure.")] = 200,
+         latency_requests: Annotated[int, typer.Option(help="Explained predictions per side of the p99 "
+                                                      "comparison (a p99 of 200 rests on its two slowest).")] = 600,
          port: Annotated[int, typer.Option(help="Loopback HTTP port (the next two: gRPC, metrics).")] = 18500,
          serve_options: Annotated[str, typer.Option(help="More `mnet serve` options, e.g. '--instances 2'.")] = "",
          out: Annotated[Path, typer.Option(help="JSON with every figure.")] = Path(".benchmarks/serving.json")):
@@ -117,7 +101,7 @@ def main(model: Annotated[Path, typer.Option(help="The bundle to serve and to ru
             url = f"http://127.0.0.1:{port}"
             served = ServedModel(url)
             images_per_s(served, folder, work / "warm", 4)
-            latency = interleaved_latencies(model, url, data, requests)
+            latency = interleaved_latencies(model, url, data, latency_requests)
             load = [load_test(url, data, level, requests) for level in (1, 4, 16)]
             over_http = images_per_s(served, folder, work / "served", 4)
         finally:
@@ -131,7 +115,8 @@ def main(model: Annotated[Path, typer.Option(help="The bundle to serve and to ru
                   "predict_fastest": fastest, "workers": cores}
     served_c1 = {"p99_ms": p99["served"], "p50_ms": float(np.percentile(latency["served"], 50))}
     figures = {
-        "model": str(model), "serve_options": serve_options, "images": count, "requests": requests, "cores": cores,
+        "model": str(model), "serve_options": serve_options, "images": count, "requests": requests,
+        "latency_requests": latency_requests, "cores": cores,
         "in_process": in_process, "latency_p99_ms_interleaved": p99,
         "served": {"mnet_run_server_concurrency_4_images_per_s": over_http, "one_client_interleaved": served_c1,
                    "load": load},

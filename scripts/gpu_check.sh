@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run on a lent CUDA machine whose python3 already has PyTorch (CUDA), timm, onnx and onnxruntime:
-# the CUDA tests, training and evaluation on CUDA (AMP, a torchrun launch with SyncBatchNorm), the PyTorch
-# CUDA benchmark (our one-pass graph against the reference pipeline) and the FastCAV study. Wheels missing there (grad-cam, ttach) travel in .whl/. Everything lands in
+# the CUDA tests, the pipelined `mnet run` against one image at a time with the graph on CUDA (issue 17, item 4),
+# training and evaluation on CUDA (AMP, a torchrun launch with SyncBatchNorm), the PyTorch CUDA benchmark (our
+# one-pass graph against the reference pipeline) and the FastCAV study. Wheels missing there (grad-cam, ttach,
+# isal) travel in .whl/: make them with scripts/gpu_wheels.sh and carry .whl. Everything lands in
 # ${OUT:-gpu_out}/results.tar.gz (re-packed after each step, so a cut-off run still returns what finished)
 # and ${OUT:-gpu_out}/log.txt.
 #   usage: bash scripts/gpu_check.sh [BENCH_SECONDS] [STUDY_SECONDS]
@@ -29,6 +31,13 @@ pack
 elapsed "CUDA tests: the one-pass graph on CUDA (fp32, fp16) equals the ONNX bundle"
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_torch_backend.py --junitxml="$work/tests.xml"
 pack
+
+elapsed "Pipelined mnet run with the graph on CUDA: 100 images one at a time and with 2 to 16 workers"
+for model in tf_efficientnetv2_s@384 tf_efficientnetv2_b0@224; do
+    timeout 90 python3 -m benchmarks.pipeline --graph "$model" --device cuda --count 100 --workers 2,4,8,16 \
+        --out "$work/pipeline-$model.json"
+    pack
+done
 
 elapsed "Training on CUDA (AMP), a torchrun launch with --sync-bn, evaluation on CUDA with bootstrap intervals"
 mnet="python3 -m melanomanet.cli"

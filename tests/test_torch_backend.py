@@ -35,3 +35,14 @@ def test_cpu_graph_equals_the_onnx_bundle(bundle, checkpoint):
 @pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
 def test_cuda_graph_equals_the_onnx_bundle(bundle, checkpoint, half):
     _compare(bundle, checkpoint, "cuda", half=half, atol=2e-2 if half else 1e-3)
+
+
+def test_the_gpu_pipeline_benchmark_runs_on_the_cpu():
+    """`benchmarks.pipeline` (scripts/gpu_check.sh's step for issue 17's pipeline on a GPU) works before a lent GPU
+    machine's minutes are spent on it, and its pipelined reports equal the sequential ones."""
+    from benchmarks.pipeline import pipeline_figures
+
+    figures = pipeline_figures("tf_efficientnetv2_b0@64", "cpu", SAMPLES, 4, [2], mc_samples=3)
+    assert set(figures["images_per_s"]) == {"1", "2"} and figures["over_sequential"]["1"] == 1.0
+    assert figures["pipelined_against_sequential"] == {"2": {"reports": 4, "identical": 4,
+                                                             "max_probability_difference": 0.0}}
