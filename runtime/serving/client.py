@@ -48,7 +48,8 @@ def connect(url: str):
 
 def _receive_in_large_blocks(client) -> None:
     """tritonclient's HTTP client reads a response 4 KB at a time (geventhttpclient's default) and has no option
-    for it; a reply with its panel is about 700 KB, and 256 KB reads save about 0.5 ms of CPU per request here."""
+    for it; a reply with its panel is about 700 KB, and 256 KB reads cut the client's CPU per request from 2.9 to
+    1.1-1.6 ms here."""
     connection = getattr(client, "_client_stub", None)
     if hasattr(connection, "block_size"):
         connection.block_size = max(connection.block_size, RECEIVE_BLOCK_BYTES)
