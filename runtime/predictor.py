@@ -182,8 +182,9 @@ class Predictor:
     def explain(self, prepared: Prepared, outputs: dict, requested: int | None = None,
                 mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None,
                 measured: Analysis | None = None) -> Result:
-        """Everything after the network: uncertainty, GradCAM++, ABCD (`measured` when `measure` already ran,
-        else here), the attention alignment and concepts. `total` is the sum of the stage timings."""
+        """Everything after the network: uncertainty, GradCAM++, ABCD (`measured` when `measure` already ran beside
+        the network, else here), the attention alignment and concepts. `total` is the sum of the stage timings, less
+        the time ABCD and the network ran at once."""
         timings = prepared.timings
         mark = time.perf_counter()
         temperature = self.manifest.temperature
@@ -199,9 +200,11 @@ class Predictor:
         row = target if class_maps.shape[0] > 1 else 0
         heatmap = upsample(class_maps[row], view.shape[1], view.shape[0])
         timings["gradcampp"] = _since(mark)
-        analysis, mask, alignment = None, None, None
+        analysis, mask, alignment, overlapped = None, None, None, 0.0
         if self.with_abcde:
             found = measured if measured is not None else self.measure(prepared, mm_per_px, lesion_at)
+            if measured is not None:
+                overlapped = min(timings["abcde"], timings.get("inference", 0.0))
             mark = time.perf_counter()
             mask, analysis = found.mask, found.measurements
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
@@ -209,7 +212,7 @@ class Predictor:
         concepts = None
         if self.concepts is not None:
             concepts = self.concepts.score(outputs[EMBEDDING][0], target, self.manifest.class_names)
-        timings["total"] = round(sum(value for stage, value in timings.items() if stage != "total"), 3)
+        timings["total"] = round(sum(value for stage, value in timings.items() if stage != "total") - overlapped, 3)
         header = prepared.header
         return Result(image=prepared.name, image_size=(rgb.shape[1], rgb.shape[0]), probabilities=probabilities,
                       uncertainty=uncertainty, cam_class=target, heatmap=heatmap, class_maps=class_maps,

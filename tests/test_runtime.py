@@ -124,6 +124,14 @@ def test_a_bad_lesion_point_fails_its_image_only(bundle):
     assert results[1].abcde["status"] in ("measured", "unreliable")
 
 
+def test_a_batch_total_does_not_count_abcd_and_the_network_twice(bundle):
+    """In `predict_batch` ABCD runs while the network does: an image's total counts that time once."""
+    result = Predictor(bundle).predict_batch([SAMPLES / "ISIC_0034376.jpg"])[0]
+    timings = result.timings_ms
+    stages = sum(value for stage, value in timings.items() if stage != "total")
+    assert stages - min(timings["inference"], timings["abcde"]) - 0.01 <= timings["total"] < stages
+
+
 def _bad_inputs(folder: Path) -> dict[str, bool]:
     """name -> whether it must be processed (True) or rejected with a readable error (False)."""
     sample = cv2.imread(str(SAMPLES / "ISIC_0034335.jpg"))
