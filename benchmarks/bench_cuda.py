@@ -36,22 +36,15 @@ WARMUP = 2
 
 @pytest.fixture(scope="module", params=[(a, s) for a in ARCHS for s in SIZES], ids=lambda p: f"{p[0]}@{p[1]}")
 def cuda_setup(request, tmp_path_factory):
-    from benchmarks.torch_backend import TorchGraphBackend
-    from export.source import load_source
-    from melanomanet.checkpoint import make_manifest, save_checkpoint
-    from melanomanet.model import build_model
+    from benchmarks.torch_backend import TorchGraphBackend, random_source
 
     architecture, size = request.param
-    torch.manual_seed(0)
-    model = build_model(architecture)
-    checkpoint = tmp_path_factory.mktemp(f"cuda-{architecture}-{size}") / "random.safetensors"
-    save_checkpoint(checkpoint, model, make_manifest(model, size, "random weights (benchmark)"))
-    source = load_source(checkpoint)
+    source = random_source(architecture, size, tmp_path_factory.mktemp(f"cuda-{architecture}-{size}"))
     backends = {"ours": TorchGraphBackend(source, size, str(DEVICE))}
     if DEVICE.type == "cuda":
         backends["ours-fp16"] = TorchGraphBackend(source, size, str(DEVICE), half=True)
     reference = ReferencePipeline(source.model, source.model.target_layer, size)
-    yield {"key": f"{architecture}@{size}", "size": size, "checkpoint": checkpoint, "backends": backends,
+    yield {"key": f"{architecture}@{size}", "size": size, "checkpoint": source.path, "backends": backends,
            "reference": reference, "features": source.model.num_features}
     if DEVICE.type == "cuda":
         torch.cuda.empty_cache()

@@ -47,21 +47,15 @@ def graph_predictor(graph: str, device: str, mc_samples: int, scratch: Path) -> 
     it is."""
     import torch
 
-    from benchmarks.torch_backend import TorchGraphBackend
-    from export.source import load_source
-    from melanomanet.checkpoint import make_manifest, save_checkpoint
-    from melanomanet.model import build_model
+    from benchmarks.torch_backend import TorchGraphBackend, random_source
 
     architecture, size = graph.split("@")
-    torch.manual_seed(0)
-    network = build_model(architecture)
-    checkpoint = scratch / "random.safetensors"
-    save_checkpoint(checkpoint, network, make_manifest(network, int(size), "random weights (benchmark)"))
-    backend = TorchGraphBackend(load_source(checkpoint), int(size), device)
+    source = random_source(architecture, int(size), scratch)
+    backend = TorchGraphBackend(source, int(size), device)
     described = {"model": graph, "backend": backend.name, "torch": torch.__version__}
     if device.startswith("cuda"):
         described["gpu"] = torch.cuda.get_device_name()
-    return Predictor(checkpoint, backend=backend, mc_samples=mc_samples), described
+    return Predictor(source.path, backend=backend, mc_samples=mc_samples), described
 
 
 def agreement(first: Path, second: Path) -> dict:

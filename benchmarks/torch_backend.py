@@ -4,11 +4,12 @@ interface: our design measured on CUDA where no CUDA build of ONNX Runtime or Te
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.source import Source
+from export.source import Source, load_source
 from export.wrappers import LastLayerGraph
 from runtime.backends.base import Backend, TensorSpec
 from runtime.contract import IMAGE, MC_MASK, OUTPUTS
@@ -38,3 +39,16 @@ class TorchGraphBackend(Backend):
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
             values = self.graph(image, mask)
         return {name: value.float().cpu().numpy() for name, value in zip(OUTPUTS, values)}
+
+
+def random_source(architecture: str, size: int, folder: Path) -> Source:
+    """A model of `architecture` with seeded random weights (latency does not depend on them), saved as a checkpoint
+    in `folder` and loaded back as `mnet-export` would."""
+    from melanomanet.checkpoint import make_manifest, save_checkpoint
+    from melanomanet.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(architecture)
+    checkpoint = folder / "random.safetensors"
+    save_checkpoint(checkpoint, model, make_manifest(model, size, "random weights (benchmark)"))
+    return load_source(checkpoint)

@@ -127,14 +127,12 @@ class Predictor:
                 mm_per_px: float | None = None) -> Result:
         """One explained prediction: `prepare` (decode, preprocess), then `measure` (ABCD, which needs only the
         image) on a second thread while `infer` runs the network, then `explain` (uncertainty, GradCAM++, the
-        attention alignment, concepts). Its `total` timing is the wall time of the whole."""
+        attention alignment, concepts): `predict_batch` of one image, its error raised. Its `total` timing is the
+        wall time of the whole."""
         started = time.perf_counter()
-        requested = self.class_index(cam_class) if cam_class else None
-        prepared = self.prepare(image, name)
-        measuring = self._beside().submit(self.measure, prepared, mm_per_px) if self.with_abcde else None
-        outputs = self.infer(prepared, requested)
-        measured = measuring.result() if measuring is not None else None
-        result = self.explain(prepared, outputs, requested, mm_per_px, measured=measured)
+        result = self.predict_batch([image], names=[name], options=[ImageOptions(cam_class, mm_per_px)])[0]
+        if isinstance(result, MnetError):
+            raise result
         result.timings_ms["total"] = _since(started)
         return result
 
@@ -253,9 +251,9 @@ class Predictor:
     def predict_batch(self, images: list, cam_class: str | None = None, names: list[str] | None = None,
                       options: list[ImageOptions] | None = None,
                       pool: Executor | None = None) -> list[Result | MnetError]:
-        """`predict` of each item (a path, an encoded image's bytes or an RGB array), or the error that item
-        raised: one bad image never stops the others. `options` (one per image) override `cam_class` and the
-        predictor's mm_per_px and lesion_at. A dynamic-batch bundle runs the images that decoded in one backend
+        """The explained prediction of each item (a path, an encoded image's bytes or an RGB array), or the error
+        that item raised: one bad image never stops the others. `options` (one per image) override `cam_class` and
+        the predictor's mm_per_px and lesion_at. A dynamic-batch bundle runs the images that decoded in one backend
         call (the same MC mask for all, so an image's result does not depend on its batch mates); a fixed-batch
         bundle runs them one at a time. Each image's `inference` timing is its share of the call. ABCD runs while
         the network does, on the `pool`'s threads (or the predictor's own); with a `pool`, the images are also
