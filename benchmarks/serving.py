@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -51,32 +52,37 @@ def start_server(model: Path, port: int, log: Path, options: list[str]) -> subpr
     raise SystemExit("mnet serve was not ready in 3 minutes")
 
 
-def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
+@contextmanager
+def closing_predictor(model: Path, threads: int):
     predictor = Predictor(model, threads=threads)
     try:
-        return images_per_s(predictor, folder, out, workers)
+        yield predictor
     finally:
         predictor.close()
+
+
+def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
+    with closing_predictor(model, threads) as predictor:
+        return images_per_s(predictor, folder, out, workers)
 
 
 def interleaved_latencies(model: Path, url: str, data: list[bytes], requests: int) -> dict[str, list[float]]:
     """One explained prediction at a time, in turns: `predict` with ONNX Runtime on all cores, on one core, and a
     request to the server, so that all three meet the same spells of this shared machine's noise. In ms."""
-    predictors = {threads: Predictor(model, threads=threads) for threads in (0, 1)}
-    served = ServedModel(url)
-    calls = {**{f"predict_threads_{threads}": predictor.predict for threads, predictor in predictors.items()},
-             "served": lambda item: served.request(item, {"name": "latency"}, "latency")}
-    for call in calls.values():
-        for item in data[:3]:
-            call(item)
-    latencies: dict[str, list[float]] = {name: [] for name in calls}
-    for index in range(requests):
-        for name, call in calls.items():
-            started = time.perf_counter()
-            call(data[index % len(data)])
-            latencies[name].append((time.perf_counter() - started) * 1000)
-    for predictor in predictors.values():
-        predictor.close()
+    with ExitStack() as closing:
+        predictors = {threads: closing.enter_context(closing_predictor(model, threads)) for threads in (0, 1)}
+        served = ServedModel(url)
+        calls = {**{f"predict_threads_{threads}": predictor.predict for threads, predictor in predictors.items()},
+                 "served": lambda item: served.request(item, {"name": "latency"}, "latency")}
+        for call in calls.values():
+            for item in data[:3]:
+                call(item)
+        latencies: dict[str, list[float]] = {name: [] for name in calls}
+        for index in range(requests):
+            for name, call in calls.items():
+                started = time.perf_counter()
+                call(data[index % len(data)])
+                latencies[name].append((time.perf_counter() - started) * 1000)
     return latencies
 
 

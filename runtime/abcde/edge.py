@@ -11,6 +11,7 @@ import numpy as np
 from runtime.abcde.artifacts import ellipse
 from runtime.abcde.robust import median_spread
 from runtime.abcde.shape import largest_contour
+from runtime.regions import padded_box
 
 SKIN_LEVEL_FLOOR = 6.0
 SKIN_NOISE_FACTOR = 2.0
@@ -101,11 +102,6 @@ def upsample(edge: Edge, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]
     mask = np.zeros((height, width), np.uint8)
     cv2.drawContours(mask, [contour.reshape(-1, 1, 2)], -1, 1, thickness=cv2.FILLED)
     return mask, contour
-
-
-def padded_box(mask: np.ndarray, pad: int) -> tuple[int, int, int, int]:
-    x, y, w, h = cv2.boundingRect(mask)
-    return max(x - pad, 0), max(y - pad, 0), min(x + w + pad, mask.shape[1]), min(y + h + pad, mask.shape[0])
 
 
 def largest_filled(mask: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from runtime.abcde.edge import padded_box
+from runtime.regions import padded_box
 
 SECTORS = 8
 EDGE_STEP_BAR = 4.0  # CIELAB units; a just-noticeable difference is about 2.3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from runtime.abcde.edge import padded_box
+from runtime.regions import padded_box
 
 
 def attention_alignment(heatmap: np.ndarray, mask: np.ndarray, band_fraction: float = 0.05) -> dict | None:
