@@ -15,6 +15,7 @@ import platform
 import shutil
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated
 
@@ -80,10 +81,10 @@ def pipeline_figures(graph: str, device: str, images: Path, count: int, levels: 
         work = Path(scratch)
         folder = copies(images, work / "images", count)
         predictor, described = graph_predictor(graph, device, mc_samples, work)
-        images_per_s(predictor, folder, work / "warm-up", 1)
-        rates = {level: images_per_s(predictor, folder, work / f"workers-{level}", level) for level in levels}
+        with closing(predictor):
+            images_per_s(predictor, folder, work / "warm-up", 1)
+            rates = {level: images_per_s(predictor, folder, work / f"workers-{level}", level) for level in levels}
         agreements = {level: agreement(work / "workers-1", work / f"workers-{level}") for level in levels[1:]}
-        predictor.close()
     return {**described, "images": count, "mc_samples": mc_samples, "cores": os.cpu_count(),
             "machine": platform.processor() or platform.machine(),
             "images_per_s": {str(level): rate for level, rate in rates.items()},

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Annotated
 
@@ -52,25 +52,16 @@ def start_server(model: Path, port: int, log: Path, options: list[str]) -> subpr
     raise SystemExit("mnet serve was not ready in 3 minutes")
 
 
-@contextmanager
-def closing_predictor(model: Path, threads: int):
-    predictor = Predictor(model, threads=threads)
-    try:
-        yield predictor
-    finally:
-        predictor.close()
-
-
 def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
-    with closing_predictor(model, threads) as predictor:
+    with closing(Predictor(model, threads=threads)) as predictor:
         return images_per_s(predictor, folder, out, workers)
 
 
 def interleaved_latencies(model: Path, url: str, data: list[bytes], requests: int) -> dict[str, list[float]]:
     """One explained prediction at a time, in turns: `predict` with ONNX Runtime on all cores, on one core, and a
     request to the server, so that all three meet the same spells of this shared machine's noise. In ms."""
-    with ExitStack() as closing:
-        predictors = {threads: closing.enter_context(closing_predictor(model, threads)) for threads in (0, 1)}
+    with ExitStack() as stack:
+        predictors = {threads: stack.enter_context(closing(Predictor(model, threads=threads))) for threads in (0, 1)}
         served = ServedModel(url)
         calls = {**{f"predict_threads_{threads}": predictor.predict for threads, predictor in predictors.items()},
                  "served": lambda item: served.request(item, {"name": "latency"}, "latency")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -111,7 +112,9 @@ class Predictor:
                            "input_size": self.manifest.preprocessing.image_size,
                            "verified_against_sidecar": verify or isinstance(backend, Backend),
                            "model_card": self.manifest.model_card}
-        self.beside: ThreadPoolExecutor | None = None
+        # ABCD runs beside the network here; one thread per core, so that callers running `predict` from several
+        # threads at once do not queue their ABCD behind one another (threads start only when needed).
+        self.beside = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="abcde")
         self.concepts = None
         if self.manifest.concepts:
             from runtime.concepts import ConceptScorer
@@ -135,11 +138,6 @@ class Predictor:
             raise result
         result.timings_ms["total"] = _since(started)
         return result
-
-    def _beside(self) -> ThreadPoolExecutor:
-        if self.beside is None:
-            self.beside = ThreadPoolExecutor(1, thread_name_prefix="abcde")
-        return self.beside
 
     def prepare(self, image: str | Path | np.ndarray | bytes, name: str | None = None) -> Prepared:
         """Decode (a file, an encoded image's bytes, or an RGB array) and preprocess."""
@@ -267,7 +265,7 @@ class Predictor:
             if isinstance(asked, MnetError):
                 results[index] = asked
         ready = [index for index, item in enumerate(results) if isinstance(item, Prepared)]
-        runner = pool if pool is not None else self._beside()
+        runner = pool if pool is not None else self.beside
         measuring = {index: runner.submit(self._attempt, self.measure, results[index], options[index].mm_per_px,
                                           options[index].lesion_at) for index in ready} if self.with_abcde else {}
         if self.batched and len(ready) > 1:
@@ -312,8 +310,7 @@ class Predictor:
             return error
 
     def close(self):
-        if self.beside is not None:
-            self.beside.shutdown()
+        self.beside.shutdown()
         self.backend.close()
 
 

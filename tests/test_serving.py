@@ -428,7 +428,6 @@ class TritonPythonModel:
 '''
 
 
-
 @needs_server
 def test_the_stubs_run_openblas_on_one_thread_unless_told(monkeypatch):
     from runtime.serving.server import server_environment, serving_environment
