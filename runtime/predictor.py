@@ -259,11 +259,11 @@ class Predictor:
         names = names or [None] * len(images)
         options = options or [ImageOptions(cam_class)] * len(images)
         each = pool.map if pool is not None and len(images) > 1 else map
-        results: list = list(each(lambda image, name: self._attempt(self.prepare, image, name), images, names))
         requested = [self._attempt(self.class_index, item.cam_class) if item.cam_class else None for item in options]
-        for index, asked in enumerate(requested):
-            if isinstance(asked, MnetError):
-                results[index] = asked
+
+        def start(image, name, asked):
+            return asked if isinstance(asked, MnetError) else self._attempt(self.prepare, image, name)
+        results: list = list(each(start, images, names, requested))
         ready = [index for index, item in enumerate(results) if isinstance(item, Prepared)]
         runner = pool if pool is not None else self.beside
         measuring = {index: runner.submit(self._attempt, self.measure, results[index], options[index].mm_per_px,

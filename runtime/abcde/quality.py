@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from runtime.abcde.robust import MAD_TO_SIGMA
 from runtime.regions import padded_box
 
 SECTORS = 8
@@ -51,7 +52,7 @@ def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray) -> Qual
     if np.count_nonzero(inner) < 8 or np.count_nonzero(outer) < 8:
         return Quality(0.0, 0.0, SECTORS, 1.0, ("the outline is too small to judge",))
     skin = lab[outer]
-    noise = 1.4826 * float(np.median(np.linalg.norm(skin - np.median(skin, axis=0), axis=1)))
+    noise = MAD_TO_SIGMA * float(np.median(np.linalg.norm(skin - np.median(skin, axis=0), axis=1)))
     centre = centroid(mask)
     inner_sector, outer_sector = sectors(np.nonzero(inner), centre), sectors(np.nonzero(outer), centre)
     inner_lab = lab[inner]
