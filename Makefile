@@ -5,21 +5,25 @@ SERVING_VENV ?= .venv-serve
 SERVING_STAMP := $(SERVING_VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test test-gpu demo bench bench-cuda bench-serving lint clean
+LOCK_TOOLS := .venv-lock
+PIP_COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 
-$(STAMP): pyproject.toml
+.PHONY: install test test-gpu demo bench bench-cuda bench-serving lint lock clean
+
+# Both environments install exactly the locked versions (requirements/*.txt, with hashes; `make lock` refreshes
+# them), then the project itself without touching them.
+$(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[train,export,dev]"
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # The serving environment: Triton's Python backend stub runs the model with numpy < 2 (see
 # runtime/serving/server.py); mnet serve finds it here.
-$(SERVING_STAMP): runtime/serving/requirements.txt
+$(SERVING_STAMP): requirements/serve.txt
 	test -x $(SERVING_VENV)/bin/python || python3 -m venv $(SERVING_VENV)
-	$(SERVING_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SERVING_VENV)/bin/python -m pip install --quiet -r runtime/serving/requirements.txt
+	$(SERVING_VENV)/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/serve.txt
 	touch $(SERVING_STAMP)
 
 install: $(STAMP) $(SERVING_STAMP)
@@ -44,6 +48,13 @@ bench-serving: $(STAMP) $(SERVING_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check melanomanet export runtime tests benchmarks studies scripts
+
+# Refresh the locks after changing a dependency in pyproject.toml, requirements/pins.in or
+# runtime/serving/requirements.txt, or to take new releases on purpose (then run make test on the result).
+lock:
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { python3 -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.6.2; }
+	$(PIP_COMPILE) --extra train --extra export --extra dev --extra serve -o requirements/dev.txt pyproject.toml requirements/pins.in
+	$(PIP_COMPILE) -o requirements/serve.txt runtime/serving/requirements.txt
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .benchmarks

@@ -100,7 +100,8 @@ def test_each_panel_kind_says_what_it_shows(results, monkeypatch):
 def test_an_empty_heatmap_is_said_not_shown_blank(results, monkeypatch):
     empty = replace(results["predicted"], heatmap=np.zeros_like(results["predicted"].heatmap))
     _, drawn = _render_recording(empty, monkeypatch)
-    assert any("the heatmap is empty" in value for value, *_ in drawn)
+    paragraph = " ".join(" ".join(value for value, *_ in drawn).split())
+    assert "the heatmap is empty" in paragraph, "a wrapped caption may split the phrase across lines, never drop it"
 
 
 @pytest.mark.parametrize("kind", ["predicted", "other_class", "no_lesion", "long_names"])
@@ -112,3 +113,23 @@ def test_no_two_texts_overlap(results, kind, monkeypatch):
         for other, left2, top2, right2, bottom2 in boxes[index + 1:]:
             assert right <= left2 or right2 <= left or bottom <= top2 or bottom2 <= top, \
                 f"{value!r} overlaps {other!r}"
+
+
+@pytest.mark.parametrize("width", [600, 1600, 2400, 4000])
+def test_the_abcd_marks_sit_where_the_json_says_at_any_image_size(bundle, width):
+    """A 4000 px photo once had its axes and Feret diameter drawn in the corner: the view is downscaled to at most
+    2048 px, the JSON is in the original's pixels. The drawn Feret line must span the JSON's endpoints, scaled."""
+    from runtime.abcde.overlay import FERET
+    from runtime.panel import abcd_tile
+
+    sample = cv2.cvtColor(cv2.imread(str(SAMPLES / "ISIC_0034335.jpg")), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(sample, (width, width * 3 // 4), interpolation=cv2.INTER_CUBIC)
+    result = Predictor(bundle, mc_samples=2).predict(image)
+    assert result.abcde["status"] == "measured"
+    tile = abcd_tile(result)
+    scale = tile.shape[1] / width
+    ends = np.array(result.abcde["diameter"]["feret_endpoints"]) * scale
+    rows, columns = np.nonzero(np.all(tile == FERET, axis=2))
+    slack = 4 + 3 * max(2, round(max(tile.shape[:2]) / 300))
+    assert abs(columns.min() - ends[:, 0].min()) <= slack and abs(columns.max() - ends[:, 0].max()) <= slack
+    assert abs(rows.min() - ends[:, 1].min()) <= slack and abs(rows.max() - ends[:, 1].max()) <= slack
