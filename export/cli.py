@@ -215,3 +215,14 @@ def triton(
                                                          " --disable-auto-complete-config")
     console.print(f"wrote the model repository {out} ({kind}); start it with: tritonserver --model-repository "
                   f"{out}{flags} (see {out}/README.md)", soft_wrap=True)
+
+
+def main() -> None:
+    """The `mnet-export` entry point."""
+    from runtime.console import run_app
+
+    run_app(app, "mnet-export", "train,export")
+
+
+if __name__ == "__main__":
+    main()

@@ -49,12 +49,15 @@ def reliability_bins(probabilities: np.ndarray, targets: np.ndarray, bins: int =
 
 
 def calibration_figures(probabilities: np.ndarray, targets: np.ndarray) -> dict:
-    """ECE and MCE (15 equal-width confidence bins), NLL, multiclass Brier score, accuracy."""
+    """ECE and MCE (15 equal-width confidence bins), NLL, multiclass Brier score, accuracy. MCE is the largest gap
+    of any filled bin, however few images it holds: `mce_bin_images` says how many (on a few hundred images, a bin
+    of one or two images can set it, so it can rise while ECE falls)."""
     table = reliability_bins(probabilities, targets)
     filled = table["counts"] > 0
     gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
     onehot = np.eye(probabilities.shape[1])[targets]
     return {"ece": float(np.sum(gaps * table["counts"][filled]) / len(targets)), "mce": float(gaps.max()),
+            "mce_bin_images": int(table["counts"][filled][int(np.argmax(gaps))]),
             "nll": negative_log_likelihood(probabilities, targets),
             "brier": float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1))),
             "accuracy": float(np.mean(probabilities.argmax(axis=1) == targets))}

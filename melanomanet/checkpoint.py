@@ -9,7 +9,7 @@ import torch
 
 from melanomanet import __version__
 from melanomanet.model import MelanomaNet, build_model
-from runtime.errors import CheckpointError, ManifestError
+from runtime.errors import CheckpointError, ConfigError, ManifestError
 from runtime.manifest import MANIFEST_KEY, Manifest, Preprocessing
 
 TRAIN_STATE_KEY = "mnet.train_state"
@@ -52,7 +52,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise ConfigError(f"{path}: checkpoint not found; check the path")
     _refuse_pickle(path)
     try:
         with safe_open(str(path), framework="pt") as handle:

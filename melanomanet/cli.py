@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from melanomanet.options import Architecture, Loss, Optimizer, ReferralScore, Scheduler, Split
 from runtime.cli import register as register_runtime_commands
-from runtime.console import JsonOpt, console, guarded, progress_bar
+from runtime.console import JsonOpt, console, guarded, progress_bar, stdout
 
 app = typer.Typer(help="MelanomaNet Edge: synthesize data, train, evaluate, and run explained predictions.",
                   rich_markup_mode=None,
@@ -116,7 +115,7 @@ def train(
     for row in summary["history"]:
         table.add_row(str(row["epoch"]), f"{row['train_loss']:.4f}" if row["train_loss"] is not None else "-",
                       f"{row['val_accuracy']:.3f}", f"{row['val_balanced_accuracy']:.3f}")
-    Console().print(table)
+    stdout.print(table)
     for key in ("missing_images", "skipped_corrupt"):
         if summary[key]:
             console.print(f"[yellow]{key.replace('_', ' ')}: {summary[key]}[/yellow]")
@@ -181,8 +180,8 @@ def evaluate_command(
         report = guarded(lambda: evaluate(str(data), str(checkpoint), str(split), skip_missing=skip_missing,
                                           out=folder, bootstrap=bootstrap, seed=seed, mc_samples=mc_samples,
                                           calibration=calibration, ood=ood))
-    Console().print(evaluation_table(report))
-    Console().print(risk_coverage_table(report))
+    stdout.print(evaluation_table(report))
+    stdout.print(risk_coverage_table(report))
     if "ood" in report:
         console.print(f"out of distribution ({report['ood']['images']} images of {report['ood']['folder']} against "
                       f"the {split} split), AUROC: " + ", ".join(
@@ -265,19 +264,22 @@ def calibrate(
     with console.status(f"calibrating on the {split} split"):
         report = guarded(lambda: run_calibration(str(data), str(checkpoint), out, str(split), str(score),
                                                  referral_rate, target_sensitivity, mc_samples, seed))
-    table = Table("", "ECE", "MCE", "NLL", "Brier", "accuracy",
-                  title=f"{split} split, {report['images']} images: temperature {report['temperature']:.3f}")
+    table = Table("", "ECE", "MCE (images in its bin)", "NLL", "Brier", "accuracy",
+                  title=f"{split} split, {report['images']} images: temperature {report['temperature']:.3f}",
+                  caption="MCE is the worst single bin, however few images it holds: read it with its count")
     for name in ("before", "after"):
         figures = report[name]
-        table.add_row(name, *(f"{figures[k]:.4f}" for k in ("ece", "mce", "nll", "brier", "accuracy")))
-    Console().print(table)
+        table.add_row(name, f"{figures['ece']:.4f}", f"{figures['mce']:.4f} ({figures['mce_bin_images']})",
+                      *(f"{figures[k]:.4f}" for k in ("nll", "brier", "accuracy")))
+    stdout.print(table)
     if report["referral"]:
         rule, achieved = report["referral"]["rule"], report["referral"]["validation"]
         console.print(f"referral: {rule['score']}{' of ' + rule['class_name'] if rule['class_name'] else ''} "
                       f"threshold {rule['threshold']:.4f} ({rule['chosen_by']}); on validation: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in achieved.items() if v is not None))
     console.print(f"wrote {out} and {report['reliability_png']}; carry it into a bundle with "
-                  f"`mnet-export onnx {checkpoint} --calibration {out}`")
+                  f"`mnet-export all {checkpoint} -o {out.parent / 'export'} --calibration {out}` (add --cavs "
+                  "CAVS.safetensors and --image-size PX as you made them, as scripts/demo.sh does)", soft_wrap=True)
     if report["trained_on"] == "synthetic":
         console.print("[yellow]demo weights trained on synthetic lesions: this calibration says nothing about "
                       "real skin lesions[/yellow]")
@@ -362,7 +364,7 @@ def concepts_train(
     for name, row in report["concepts"].items():
         table.add_row(name, f"{row['fastcav_accuracy']:.3f}", f"{row['sgdcav_accuracy']:.3f}",
                       f"{row['cosine_fast_vs_sgd']:.3f}", f"{row['speedup']:.0f}x", f"{row['probe_accuracy']:.3f}")
-    Console().print(table)
+    stdout.print(table)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     if report["image_size"] != report["checkpoint_image_size"]:
@@ -370,8 +372,16 @@ def concepts_train(
                       f"at {report['image_size']} px its lesions appear at a scale it did not learn, and shape "
                       "concepts (asymmetry) can score lower than at the training size (README, FastCAV)")
     console.print(f"wrote {out} ({report['image_size']} px embeddings); carry it into a bundle with "
-                  f"`mnet-export onnx CKPT --image-size {report['image_size']} --cavs {out}`")
+                  f"`mnet-export all {checkpoint} -o {out.parent / 'export'} --image-size {report['image_size']} "
+                  f"--cavs {out}`", soft_wrap=True)
+
+
+def main() -> None:
+    """The `mnet` entry point."""
+    from runtime.console import run_app
+
+    run_app(app, "mnet", "train")
 
 
 if __name__ == "__main__":
-    app()
+    main()

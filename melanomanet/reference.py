@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from melanomanet.checkpoint import CheckpointError, make_manifest
+from melanomanet.checkpoint import make_manifest
 from melanomanet.model import TORCHVISION_ARCHITECTURES, MelanomaNet, build_model
+from runtime.errors import CheckpointError, ConfigError
 from runtime.manifest import IMAGENET_MEAN, IMAGENET_STD, Manifest, Preprocessing
 
 NUMPY_MODULES = ("numpy._core.multiarray", "numpy.core.multiarray")
@@ -37,7 +38,7 @@ def read_reference_file(path: str | Path) -> dict:
     """The payload of a reference `.pth`, unpickled with PyTorch's restricted unpickler only."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: file not found; check the path")
+        raise ConfigError(f"{path}: file not found; check the path")
     try:
         with torch.serialization.safe_globals(numpy_array_globals()):
             payload = torch.load(path, map_location="cpu", weights_only=True)

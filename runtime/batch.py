@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.errors import ConfigError, MnetError
+from runtime.errors import ConfigError, Interrupted, MnetError
 from runtime.imageio import Found, collect_images, output_names, write_atomic
 from runtime.manifest import sha256_file
 from runtime.panel import render_panel
@@ -145,13 +145,25 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
         stream = pipelined(predictor, jobs, out, requested, force, workers) if workers > 1 else \
             (_finish(predictor, _infer(predictor, _start(predictor, job, out, force), requested), requested)
              for job in jobs)
-        for job in stream:
-            record(job.outcome)
-            summary.resumed += job.resumed
-            if job.concepts:
-                summary.concepts.append(job.concepts)
-            if progress is not None:
-                progress(job.path)
+        recorded = 0
+        try:
+            for job in stream:
+                record(job.outcome)
+                recorded += 1
+                summary.resumed += job.resumed
+                if job.concepts:
+                    summary.concepts.append(job.concepts)
+                if progress is not None:
+                    progress(job.path)
+        except KeyboardInterrupt:
+            stream.close()  # lets the images in flight finish writing
+            for job in jobs[recorded:]:
+                report = _finished(out, job.stem, job.digest)
+                if report is not None:
+                    record(_done(job, report).outcome)
+            done = sum(outcome.status == "ok" for outcome in summary.outcomes)
+            raise Interrupted(f"interrupted after {done} of {len(jobs)} images (their reports and summary.csv rows "
+                              f"are in {out}); rerun the same command to resume") from None
     return summary
 
 

@@ -8,16 +8,26 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runtime.console import BackendName, BackendOpt, JsonOpt, LesionAtOpt, MmOpt, console, fail, progress_bar
+from runtime.console import (
+    BackendName,
+    BackendOpt,
+    JsonOpt,
+    LesionAtOpt,
+    MmOpt,
+    console,
+    fail,
+    progress_bar,
+    stdout,
+)
 from runtime.errors import ConfigError, MnetError
 
 
 def run(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_FOLDERS",
+                                                 help="Image files and/or folders of images.")],
     model: Annotated[Optional[Path], typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine). "
                                                   "Not with --server.")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for reports, summary.csv.")] = Path("mnet_out"),
@@ -133,10 +143,10 @@ def _summary_table(outcomes):
     for outcome in outcomes:
         row = outcome.row
         status = STATUS_STYLE.get(row["status"], "[red]failed[/red]")
-        table.add_row(Path(row["input"]).name, status,
+        table.add_row(escape(row["input"]), status,
                       str(row["label"]), str(row["probability"]), str(row["explained_class"]),
                       "[red]yes[/red]" if row["flagged"] is True else "", escape(str(row["error"])))
-    Console(stderr=True).print(table)
+    console.print(table)
 
 
 def abcde(
@@ -162,7 +172,7 @@ def abcde(
     if json_out == Path("-"):
         print(text)
     else:
-        Console().print(abcde_table(result))
+        stdout.print(abcde_table(result))
         if json_out:
             write_atomic(json_out, text.encode())
     if png_out:
@@ -226,14 +236,14 @@ def bench(
                   title=f"{model.name} on {report['backend']}, T={report['mc_samples']}")
     for stage, figures in report["stages_ms"].items():
         table.add_row(stage, f"{figures['p50']:.2f}", f"{figures['p95']:.2f}", f"{figures['p99']:.2f}")
-    Console().print(table)
-    Console().print(f"stages: {report['stages_include']}")
+    stdout.print(table)
+    stdout.print(f"stages: {report['stages_include']}")
     said = None
     for name, figures in report["throughput"].items():
         scope = "" if figures["includes"] == said else f" ({figures['includes']})"
         said = figures["includes"]
-        Console().print(f"{name}: {figures['images_per_s']:.1f} images/s{scope} {figures.get('note', '')}")
-    Console().print(f"peak resident memory: {report['peak_rss_mb']:.0f} MB")
+        stdout.print(f"{name}: {figures['images_per_s']:.1f} images/s{scope} {figures.get('note', '')}")
+    stdout.print(f"peak resident memory: {report['peak_rss_mb']:.0f} MB")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
 
@@ -260,7 +270,7 @@ def _bench_server(server: str, concurrency: str, requests: int, images: Optional
         table.add_row(str(row["concurrency"]), str(row["requests"]), str(row["answered"]), str(row["failed"]),
                       f"{row['images_per_s']:.1f}", f"{latency['p50']:.1f}", f"{latency['p95']:.1f}",
                       f"{latency['p99']:.1f}")
-    Console().print(table)
+    stdout.print(table)
     if json_out:
         json_out.write_text(json.dumps({"server": server, "images": len(data), "load": figures}, indent=2))
 
@@ -329,7 +339,7 @@ def doctor():
     for check in checks:
         table.add_row("[green]ok[/green]" if check.ok else "[red]no[/red]", check.name, escape(check.detail),
                       "" if check.ok else escape(check.fix))
-    Console().print(table)
+    stdout.print(table)
     if not checks[0].ok:
         raise typer.Exit(1)
 

@@ -3,7 +3,11 @@ line, the error's exit code), the progress bar, and the options more than one co
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from enum import Enum
+from itertools import count
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -14,13 +18,61 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from runtime.errors import MnetError
 
-console = Console(stderr=True)
+
+def _width(stream) -> int | None:
+    """Rich's own width on a terminal; elsewhere (CI logs, files), where rich would cut tables at 80 columns,
+    $COLUMNS or 160."""
+    return None if stream.isatty() else int(os.environ.get("COLUMNS") or 160)
+
+
+console = Console(stderr=True, width=_width(sys.stderr))
+stdout = Console(width=_width(sys.stdout))
 
 
 def fail(error: Exception) -> NoReturn:
     """End the command with one red line and the error's exit code (2: an option that cannot be honoured)."""
     console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
     raise typer.Exit(getattr(error, "exit_code", 1))
+
+
+# Packages of the optional extras, by the module name an import fails on.
+EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "timm": "train", "safetensors": "train",
+                   "sklearn": "train", "scipy": "train", "skimage": "train", "matplotlib": "train", "pandas": "train",
+                   "isic_challenge_scoring": "train", "onnx": "export", "onnxscript": "export",
+                   "tritonclient": "serve"}
+DISTRIBUTION = "melanomanet-edge"
+
+
+def _conventional_usage(argument) -> str:
+    """An argument as POSIX usage lines write it: NAME when required, [NAME] when not, `...` when repeated
+    (Typer 0.2x writes a required one as {name}, which reads like a placeholder to fill in)."""
+    name = argument.display_name_raw.upper()
+    name = name if argument.required else f"[{name}]"
+    return name + ("..." if argument.nargs != 1 else "")
+
+
+typer.core.TyperArgument._usage_display_name = _conventional_usage
+
+
+def run_app(app: typer.Typer, program: str, extras: str) -> None:
+    """Run a CLI app; a command whose optional extra is not installed ends with one line naming the extra to
+    install (exit 2) rather than a traceback. `extras`: what the app's own commands need, e.g. "train,export"."""
+    import sys
+
+    try:
+        app()
+    except ImportError as error:  # ModuleNotFoundError, or an import refused by an import hook
+        missing = (error.name or "").split(".")[0]
+        extra = EXTRA_OF_MODULE.get(missing)
+        if extra is None:
+            raise
+        command = " ".join([program] + [word for word in sys.argv[1:2] if not word.startswith("-")])
+        needed = extras if extra in extras.split(",") else f"{extras},{extra}"
+        console.print("[red]error:[/red] " + escape(
+            f"`{command}` needs {missing} (the `{extra}` extra), which is not installed here: pip install "
+            f"'{DISTRIBUTION}[{needed}]'. The runtime commands (mnet run, abcde, bench, doctor) need no extra; "
+            "mnet serve needs `serve`."), soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 def guarded(action):
@@ -31,11 +83,76 @@ def guarded(action):
         fail(error)
 
 
-def progress_bar(with_status: bool = True) -> Progress:
+def progress_bar(with_status: bool = True) -> Progress | LineProgress:
+    """A live bar on a terminal; elsewhere (a log file, CI), plain lines as the work goes (`LineProgress`)."""
+    if not console.is_terminal:
+        return LineProgress(with_status)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if with_status:
         columns.append(TextColumn("{task.fields[status]}"))
     return Progress(*columns, TimeRemainingColumn(), console=console)
+
+
+class LineProgress:
+    """The progress bar's calls, printed as lines where no bar can be drawn: one when a task starts or changes
+    its description (a new epoch), at every tenth of its total (every 50 steps without one) and at its end."""
+
+    STEPS = 10
+    UNSIZED_EVERY = 50
+
+    def __init__(self, with_status: bool = True):
+        self.with_status = with_status
+        self.tasks: dict[int, dict] = {}
+        self.ids = count()
+        self.started = time.monotonic()
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *raised) -> None:
+        self.stop()
+
+    def add_task(self, description: str, total: float | None = None, **fields) -> int:
+        task = next(self.ids)
+        self.tasks[task] = {"description": description, "total": total, "completed": 0, "fields": fields,
+                            "shown": None}
+        return task
+
+    def reset(self, task: int, total: float | None = None) -> None:
+        self.tasks[task].update(completed=0, total=total, shown=None)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, completed=self.tasks[task]["completed"] + advance)
+
+    def update(self, task: int, completed: float | None = None, description: str | None = None, **fields) -> None:
+        state = self.tasks[task]
+        if description is not None and description != state["description"]:
+            state.update(description=description, shown=None)
+        if completed is not None:
+            state["completed"] = completed
+        state["fields"].update(fields)
+        mark = self._mark(state)
+        if mark != state["shown"]:
+            state["shown"] = mark
+            self._print(state)
+
+    def stop(self) -> None:
+        for state in self.tasks.values():
+            if state["total"] and state["completed"] < state["total"] and state["shown"] != "stopped":
+                state["shown"] = "stopped"
+                self._print(state)
+
+    def _mark(self, state: dict):
+        if state["total"]:
+            return int(self.STEPS * state["completed"] / state["total"])
+        return int(state["completed"] // self.UNSIZED_EVERY)
+
+    def _print(self, state: dict) -> None:
+        done = f"{state['completed']:g}" + (f"/{state['total']:g}" if state["total"] else "")
+        status = state["fields"].get("status", "") if self.with_status else ""
+        elapsed = time.monotonic() - self.started
+        console.print(f"{state['description']}: {done} {status}".rstrip() + f" ({elapsed:.0f} s)", soft_wrap=True,
+                      highlight=False)
 
 
 class BackendName(str, Enum):

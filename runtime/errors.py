@@ -1,5 +1,10 @@
 """The one error hierarchy: every user-facing error derives from `MnetError`, names the file at fault and how to
-fix it, and carries the exit code a command ends with (`runtime.console.fail`)."""
+fix it, and carries the exit code a command ends with (`runtime.console.fail`).
+
+The exit-code rule of every command: 2 when the command line asks for what cannot be done (an option value it
+cannot honour, a file or folder named on it that does not exist, a backend or tool this machine lacks, an extra
+that is not installed); 1 when an input that exists cannot be processed (an unreadable image, a refused bundle)
+or a batch finished with failed images; 130 when interrupted."""
 
 from __future__ import annotations
 
@@ -13,8 +18,13 @@ class MnetError(Exception):
 
 
 class ImageError(MnetError):
-    def __init__(self, path: str | Path, problem: str, fix: str):
+    """An image that cannot be used; `usage`: the command line is at fault (the file does not exist, a point
+    given for it lies outside it), so a command ends with 2 rather than 1."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str, usage: bool = False):
         self.path = str(path)
+        if usage:
+            self.exit_code = 2
         super().__init__(f"{path}: {problem}. {fix}")
 
 
@@ -44,6 +54,12 @@ class ToolMissing(MnetError):
     """TensorRT, cuda-python or a GPU is missing: the command cannot run on this machine (exit code 2)."""
 
     exit_code = 2
+
+
+class Interrupted(MnetError):
+    """A batch stopped by Ctrl-C (or SIGTERM) after writing the rows of every report already written."""
+
+    exit_code = 130
 
 
 class ServingError(MnetError):

@@ -20,6 +20,10 @@ import numpy as np
 from runtime.errors import ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Lesion masks kept beside the images by data sets and by this project (mnet synth-clinical's truth/, HAM10000's
+# and PH2's masks/, ISIC's *_segmentation.png, mnet abcde's *.mask.png): a folder scan skips them, saying so.
+MASK_FOLDERS = ("truth", "masks")
+MASK_SUFFIXES = ("_segmentation.png", "_lesion.png", "_mask.png", ".mask.png")
 MIN_SIDE = 16
 MAX_PIXELS = 200_000_000
 EXIF_ORIENTATION = 0x0112
@@ -44,7 +48,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
     decoded. Any decoder failure becomes an ImageError naming the file."""
     path = Path(path)
     if not path.exists():
-        raise ImageError(path, "file not found", "Check the path.")
+        raise ImageError(path, "file not found", "Check the path.", usage=True)
     if path.is_dir():
         raise ImageError(path, "is a folder, not an image", "Pass image files, or a folder that holds some.")
     if path.stat().st_size == 0:
@@ -187,6 +191,10 @@ def collect_images(inputs: list[str | Path], exclude: Path | None = None) -> tup
                     skipped.append((entry, "skipped: a link to a folder (links are not followed)"))
                 elif entry.suffix.lower() in IMAGE_SUFFIXES:
                     skipped.append((entry, "skipped: a folder named like an image file (its contents are scanned)"))
+                elif name.lower() in MASK_FOLDERS:
+                    folders.remove(name)
+                    skipped.append((entry, "skipped: a folder of lesion masks, not photos (name its files to "
+                                           "explain them)"))
             for name in sorted(files):
                 entry = Path(folder) / name
                 reason = _skip_reason(entry)
@@ -200,6 +208,8 @@ def collect_images(inputs: list[str | Path], exclude: Path | None = None) -> tup
 
 
 def _skip_reason(entry: Path) -> str | None:
+    if entry.name.lower().endswith(MASK_SUFFIXES):
+        return "a lesion mask, not a photo (name the file to explain it anyway)"
     try:
         entry.stat()
     except OSError as error:

@@ -12,8 +12,18 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from runtime.errors import ManifestError
+from runtime.errors import ConfigError, ManifestError
 from runtime.referral import DEFAULT_FLAG_THRESHOLD, ReferralRule
+
+
+def find_class(name: str, class_names: tuple[str, ...], whose: str = "the model's") -> int:
+    """The index of a class asked for by name, in any case (`mel` is MEL); the one place a class is looked up."""
+    if name in class_names:
+        return class_names.index(name)
+    folded = [index for index, known in enumerate(class_names) if known.casefold() == name.casefold()]
+    if len(folded) != 1:
+        raise ConfigError(f"unknown class {name!r}; {whose} classes are {', '.join(class_names)}")
+    return folded[0]
 
 SCHEMA_VERSION = 3
 LIFTED_FROM_EXTRA = ("concepts", "cam_mode", "split_seed")  # typed fields since schema 3

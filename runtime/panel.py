@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 
 from runtime.abcde.overlay import AXIS_ASYMMETRIC, AXIS_SYMMETRIC, FERET, abcde_overlay
+from runtime.abcde.palette import DERMOSCOPIC_COLOURS
 from runtime.draw import (
     AMBER,
     BLUE,
-    GREEN,
     INK,
     MUTED,
     RED,
@@ -40,8 +40,10 @@ TILE_W, TILE_H, GAP = 440, 330, 16
 WIDTH = 3 * TILE_W + 4 * GAP
 RULE = (222, 226, 230)
 MAX_HEIGHT = 4000
-CONCEPT_LEGEND = ("cos: cosine of the embedding with the concept vector; dd: directional derivative of the explained "
-                  "class's logit along it (positive pushes towards that class)")
+CONCEPT_LEGEND = ("In plain words: a positive cos means the image looks like the concept to the model; a positive dd "
+                  "means the concept pushes the model towards the explained class. (cos: cosine of the embedding "
+                  "with the concept vector; dd: directional derivative of the explained class's logit along it, "
+                  "positive pushes towards that class.)")
 
 
 def render_panel(result: Result) -> np.ndarray:
@@ -72,8 +74,9 @@ def explained_title(result) -> tuple[str, bool]:
 
 def _header(canvas, result, top) -> int:
     uncertainty = result.uncertainty
+    # Not flagged is drawn neutral, never green: no trigger fired is not a finding of "safe".
     message, colour = (("REVIEW: refer for a clinician's look", RED) if uncertainty.flagged
-                       else ("no referral by the review rule", GREEN))
+                       else ("no review trigger fired", MUTED))
     badge = text_width(message, 0.6, 2) + 24
     cv2.rectangle(canvas, (WIDTH - GAP - badge, top + 14), (WIDTH - GAP, top + 48), colour, -1)
     text(canvas, message, (WIDTH - GAP - badge + 12, top + 38), 0.6, (255, 255, 255), 2)
@@ -98,10 +101,10 @@ def _tiles(canvas, result, top) -> int:
     if result.lesion_mask is not None:
         heat = outline(heat, result.lesion_mask, (255, 255, 255), max(2, rgb.shape[0] // 200))
     explained = result.class_names[result.cam_class]
-    tiles = [rgb, heat, abcde_overlay(rgb, result.abcde or {}, result.lesion_mask)]
+    tiles = [rgb, heat, abcd_tile(result)]
     captions = ["Image", f"GradCAM++ of {explained}" + ("" if explained == result.label else
                                                          f" (requested; predicted {result.label})"),
-                "ABCD: lesion outline, principal axes, maximum Feret diameter"]
+                _abcd_caption(result.abcde or {})]
     caption_ends = []
     for index, (picture, caption) in enumerate(zip(tiles, captions)):
         left = GAP + index * (TILE_W + GAP)
@@ -137,25 +140,54 @@ def _colour_bar(canvas, left, top, width, empty: bool) -> int:
     return top + 24
 
 
+def abcd_tile(result: Result) -> np.ndarray:
+    """The ABCD marks on the view the result was analysed and is drawn on; the measurements are in the original
+    image's pixels, so they are scaled to the view's."""
+    rgb = result.view_rgb
+    return abcde_overlay(rgb, result.abcde or {}, result.lesion_mask, rgb.shape[1] / result.image_size[0],
+                         colour_key=False)
+
+
+def _abcd_caption(abcde: dict) -> str:
+    if abcde.get("asymmetry") is not None:
+        return "ABCD: lesion outline, principal axes, maximum Feret diameter"
+    if abcde.get("status") == "unreliable":
+        return "ABCD: withheld, the outline failed its quality check"
+    return "ABCD: no lesion found" if abcde else "ABCD: not run"
+
+
 def _abcd_legend(canvas, left, top, width, abcde) -> int:
+    """A key for what the ABCD tile shows: only the marks drawn on it, and the colours found by name."""
     if not abcde or abcde.get("asymmetry") is None:
         return top + 6
-    items = [(AXIS_ASYMMETRIC, "axis the lesion is asymmetric about"), (AXIS_SYMMETRIC, "symmetric axis"),
-             (FERET, "maximum Feret diameter"), ((160, 160, 160), "outline (white)")]
+    asymmetric = abcde["asymmetry"]["points"]
+    items = [("line", (255, 255, 255), "lesion outline")]
+    if asymmetric:
+        items.append(("line", AXIS_ASYMMETRIC, "axis the lesion is asymmetric about"))
+    if asymmetric < 2:
+        items.append(("line", AXIS_SYMMETRIC, "axis the lesion is symmetric about"))
+    items.append(("line", FERET, "maximum Feret diameter"))
+    items += [("swatch", DERMOSCOPIC_COLOURS[name], name.replace("_", " ")) for name in abcde["color"]["present"]]
     y, x = top + 12, left
-    for colour, label in items:
+    for kind, colour, label in items:
         needed = 30 + text_width(label, 0.42) + 14
         if x + needed > left + width:
             x, y = left, y + 20
-        cv2.line(canvas, (x, y - 4), (x + 24, y - 4), colour, 3, cv2.LINE_AA)
+        if kind == "line":
+            cv2.line(canvas, (x, y - 4), (x + 24, y - 4), (120, 120, 120), 5, cv2.LINE_AA)
+            cv2.line(canvas, (x + 1, y - 4), (x + 23, y - 4), colour, 3, cv2.LINE_AA)
+        else:
+            cv2.rectangle(canvas, (x + 4, y - 12), (x + 20, y + 2), colour, -1)
+            cv2.rectangle(canvas, (x + 4, y - 12), (x + 20, y + 2), (120, 120, 120), 1)
         text(canvas, label, (x + 30, y), 0.42, MUTED)
         x += needed
     return y + 10
 
 
 def _probability_bars(canvas, result, left, top, width) -> int:
-    y = paragraph(canvas, "Class probabilities (bar: dropout off; dot and whisker: MC dropout mean +- 1 sd)",
-                  (left, top + 8), width, 0.5, INK)
+    y = paragraph(canvas, "Class probabilities. The bar is the model's answer; the dot and whisker show how much "
+                          "it varies when parts of the model are switched off at random (MC dropout mean +- 1 sd): "
+                          "a long whisker means an unsteady answer.", (left, top + 8), width, 0.5, INK)
     labels = [f"{name}  {CLASS_DESCRIPTIONS.get(name, '')}".strip() for name in result.class_names]
     label_width = min(max(text_width(label, 0.45) for label in labels) + 12, width // 3)
     scale = width - label_width - 60
@@ -188,7 +220,7 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     if abcde.get("status") == "unreliable":
         return [("", "ABCD criteria", "heading"),
                 ("", "not measured: the lesion outline failed its quality check (" + "; ".join(abcde["reasons"])
-                     + "). Point at the lesion (--lesion-at X,Y) or retake the photo closer.", AMBER)]
+                     + "). " + retry_advice(abcde), AMBER)]
     if abcde.get("asymmetry") is None:
         return [("", "ABCD criteria", "heading"), ("", "no lesion found in the image: nothing measured", AMBER)]
     asymmetry, border, colour, diameter = abcde["asymmetry"], abcde["border"], abcde["color"], abcde["diameter"]
@@ -218,12 +250,23 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     return lines
 
 
+def retry_advice(abcde: dict) -> str:
+    """What to do about a withheld outline: point at the lesion where that was found to help, else retake."""
+    point = abcde.get("suggested_lesion_at")
+    if point:
+        return f"Pointing at the lesion measures it: rerun with --lesion-at {point[0]:.0f},{point[1]:.0f}."
+    return "Retake the photo closer, evenly lit, with the lesion whole and in the middle."
+
+
 def _facts(canvas, result, left, top, width) -> int:
     u = result.uncertainty
+    most = float(np.log(len(result.class_names)))
     lines = [("Uncertainty (MC dropout)", "heading"),
-             (f"predictive {u.predictive:.3f} = aleatoric {u.aleatoric:.3f} + epistemic {u.epistemic:.3f} nats",
-              None),
-             (f"{u.mc_samples} samples, seed {result.mc_seed}", MUTED)]
+             (f"How unsure the model is: {u.predictive / most:.0%} of the most it can be; of that, "
+              f"{u.epistemic / max(u.predictive, 1e-12):.0%} is the model's own doubt (what more training data "
+              "could fix), the rest the image's ambiguity.", None),
+             (f"entropy {u.predictive:.3f} = aleatoric {u.aleatoric:.3f} + epistemic {u.epistemic:.3f} nats; "
+              f"{u.mc_samples} samples, seed {result.mc_seed}", MUTED)]
     lines += [(f"{key}  {value}" if key else value, colour) for key, value, colour in abcd_lines(result.abcde)]
     if result.alignment:
         lines.append((f"attention inside the lesion {result.alignment['inside_share']:.0%}, peak "

@@ -14,12 +14,14 @@ from runtime.abcde.analyze import Analysis, analyze_view, bounded_view
 from runtime.abcde.api import check_point
 from runtime.backends import Backend, open_backend
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
+from runtime.domain import domain_warnings
 from runtime.errors import ConfigError, MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
 from runtime.imageio import MAX_PIXELS, as_rgb_array, decode_image, read_image
-from runtime.manifest import sha256_file
+from runtime.manifest import find_class, sha256_file
 from runtime.preprocess import preprocess
+from runtime.referral import review
 from runtime.uncertainty import Uncertainty, draw_mc_mask, mc_uncertainty, softmax
 
 
@@ -122,9 +124,7 @@ class Predictor:
             self.concepts = ConceptScorer(self.manifest.concepts)
 
     def class_index(self, name: str) -> int:
-        if name not in self.manifest.class_names:
-            raise ConfigError(f"unknown class {name!r}; the model's classes are {', '.join(self.manifest.class_names)}")
-        return self.manifest.class_names.index(name)
+        return find_class(name, self.manifest.class_names)
 
     def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
                 mm_per_px: float | None = None) -> Result:
@@ -186,7 +186,8 @@ class Predictor:
         temperature = self.manifest.temperature
         probabilities = softmax(outputs[LOGITS][0].astype(np.float64) / temperature)
         uncertainty = mc_uncertainty(outputs[MC_LOGITS][0].astype(np.float64) / temperature)
-        referral = self._refer(uncertainty, probabilities)
+        referral = review(self.referral, uncertainty, probabilities, self.manifest.class_names,
+                          domain_warnings(prepared.view))
         uncertainty = replace(uncertainty, flagged=referral["flagged"])
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()
@@ -217,11 +218,6 @@ class Predictor:
                       concepts=concepts, referral=referral, temperature=temperature,
                       input_info={"format": header["format"], "exif_orientation": header["exif_orientation"]},
                       view_rgb=view, mc_seed=self.seed)
-
-    def _refer(self, uncertainty: Uncertainty, probabilities: np.ndarray) -> dict:
-        rule = self.referral
-        value = rule.value(uncertainty, probabilities, self.manifest.class_names)
-        return {**rule.to_dict(), "value": value, "flagged": rule.refers(value), "reason": rule.describe(value)}
 
     def _infer(self, tensor: np.ndarray, requested: int | None) -> dict:
         feed = {IMAGE: tensor, MC_MASK: self.mc_mask}

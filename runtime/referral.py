@@ -1,5 +1,7 @@
-"""The referral rule: which score flags an image for review, above which threshold, and how that threshold
-was chosen. It travels in the manifest (`referral`); bundles without one use the paper's default."""
+"""The review decision. Its uncertainty rule (which score flags an image, above which threshold, and how that
+threshold was chosen) travels in the manifest (`referral`); bundles without one use the paper's default. Beside
+the rule, two triggers always refer, whatever the rule: a malignant top prediction (the safety net: a melanoma is
+never shown under "no referral") and an input far from the training domain (a greyscale image)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ SCORES = UNCERTAINTY_SCORES + ("class_probability",)
 SCORE_LABELS = {"predictive": "entropy", "epistemic": "mutual information", "max_probability": "1 - max p",
                 "class_probability": "p"}
 DEFAULT_CHOSEN_BY = "the paper's default, not chosen on data"
+# Classes whose top prediction always refers: the malignant ones, and AK as a precursor of SCC.
+MALIGNANT_CLASSES = ("MEL", "BCC", "SCC", "AK")
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,20 @@ class ReferralRule:
         relation = {(True, True): ">=", (True, False): ">", (False, True): "<", (False, False): "<="}[
             (self.refers(value), inclusive)]
         return f"{name} {value:.2f} {relation} {self.threshold:.2f}, {self.chosen_by}"
+
+
+def review(rule: ReferralRule, uncertainty, probabilities: np.ndarray, class_names, input_warnings=()) -> dict:
+    """The decision and every trigger that fired: a malignant top prediction, the rule, an input warning. JSON
+    keys: the rule's, `value` (its score), `flagged`, `reason` (one line), `triggers` ({kind, detail} each)."""
+    value = rule.value(uncertainty, probabilities, class_names)
+    label = class_names[int(np.argmax(probabilities))]
+    triggers = []
+    if label in MALIGNANT_CLASSES:
+        triggers.append({"kind": "malignant_prediction",
+                         "detail": f"top prediction {label} is a malignant class (always referred)"})
+    if rule.refers(value):
+        triggers.append({"kind": rule.score, "detail": rule.describe(value)})
+    triggers += [{"kind": "input_domain", "detail": warning} for warning in input_warnings]
+    reason = "; ".join(trigger["detail"] for trigger in triggers) if triggers else (
+        f"no trigger fired: {rule.describe(value)}; top prediction {label} is not a malignant class")
+    return {**rule.to_dict(), "value": value, "flagged": bool(triggers), "reason": reason, "triggers": triggers}

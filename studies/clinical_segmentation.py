@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
@@ -34,7 +34,7 @@ def dermoscopic_scenes(count: int):
 
 
 def main(per_kind: Annotated[int, typer.Option(help="Scenes of each clinical kind.")] = 40,
-         out: Annotated[Path, typer.Option(help="JSON with every figure.")] = Path("clinical_segmentation.json")):
+         out: Annotated[Optional[Path], typer.Option(help="Also write every figure to this JSON file.")] = None):
     sets = {"dermoscopic (today's)": list(dermoscopic_scenes(96))}
     for kind in KINDS:
         sets[kind] = [(scene.image, scene.mask) for scene in (render_clinical(kind, 1000 + n) for n in range(per_kind))]
@@ -58,7 +58,8 @@ def main(per_kind: Annotated[int, typer.Option(help="Scenes of each clinical kin
         print(f"{name:24s} {row['images']:4d} {row['iou_median']:10.3f} {row['iou_p10']:6.3f} "
               f"{row['whole_view_only_median']:16.3f}")
     print("quality check over every outline above (both routes):", json.dumps(rates))
-    out.write_text(json.dumps({"sets": rows, "quality_check": rates}, indent=1))
+    if out is not None:
+        out.write_text(json.dumps({"sets": rows, "quality_check": rates}, indent=1))
 
 
 if __name__ == "__main__":

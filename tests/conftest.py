@@ -47,3 +47,34 @@ def bundle(checkpoint, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("bundle") / "model.onnx"
     return to_onnx(load_source(checkpoint), ExportSpec(image_size=224, dynamic_batch=True), out)
+
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "runtime" / "schema"
+
+
+def schema_errors(document: dict, name: str = "report") -> list[str]:
+    """Where `document` breaks the published schema runtime/schema/<name>.schema.json (empty: valid)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads((SCHEMAS / f"{name}.schema.json").read_text()))
+    return [f"{'/'.join(map(str, error.path))}: {error.message}" for error in validator.iter_errors(document)]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def every_report_is_checked_against_its_schema():
+    """Every report any test makes in this process (Result.to_dict, the batch's and the server stub's replies
+    are built by runtime.report.report_dict) must follow the published mnet.report/1 schema."""
+    import runtime.report
+
+    original = runtime.report.report_dict
+
+    def checked(result):
+        made = original(result)
+        errors = schema_errors(made)
+        assert not errors, f"a report breaks runtime/schema/report.schema.json: {errors[:5]}"
+        return made
+    runtime.report.report_dict = checked
+    yield
+    runtime.report.report_dict = original

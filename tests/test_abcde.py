@@ -221,3 +221,25 @@ def test_evolution_refuses_unrelated_images():
     result = evolution_between(noise, first)
     assert result["registration"]["registered"] is False
     assert result["changes"] is None and "registration failed" in result["message"]
+
+
+def test_the_change_picture_shows_the_prior_at_its_own_size():
+    """The prior's outline was drawn after the alignment's scaling, so it sat on the current one while the text
+    said "area x1.44". Drawn at its own size, its area is the current's divided by the area ratio reported."""
+    from runtime.abcde.analyze import analyze_with_mask
+    from runtime.abcde.api import compare
+    from runtime.abcde.overlay import without_scale
+    from runtime.abcde.quality import centroid
+
+    prior = load_image(SAMPLES / "ISIC_0034335.jpg")
+    current = load_image(SAMPLES.parent / "followup" / "ISIC_0034335_followup.jpg")
+    before, now = analyze_with_mask(prior), analyze_with_mask(current)
+    evolution = compare(prior, current, before, now)
+    assert evolution["growth"] and evolution["changes"]["area_ratio"] == pytest.approx(1.44, rel=0.06)
+    height, width = now.mask.shape
+    shown = cv2.warpAffine(before.mask, without_scale(np.array(evolution["registration"]["matrix"]),
+                                                      centroid(before.mask)), (width, height),
+                           flags=cv2.INTER_NEAREST)
+    assert np.count_nonzero(now.mask) / np.count_nonzero(shown) == pytest.approx(
+        evolution["changes"]["area_ratio"], rel=0.03)
+    assert np.count_nonzero(shown & now.mask) / np.count_nonzero(shown) > 0.95, "the prior sits inside the lesion now"

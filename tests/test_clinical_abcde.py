@@ -100,6 +100,29 @@ def test_lesion_at_on_the_command_line(tmp_path):
     centroid = json.loads(done.stdout)["asymmetry"]["centroid"]
     assert centroid == pytest.approx([410, 70], abs=2)
     outside = runner.invoke(app, ["abcde", str(path), "--lesion-at", "900,75"])
-    assert outside.exit_code == 1 and "lies outside the image (480x360" in outside.output
+    assert outside.exit_code == 2 and "lies outside the image (480x360" in outside.output
     malformed = runner.invoke(app, ["abcde", str(path), "--lesion-at", "left"])
     assert malformed.exit_code == 2 and "is not X,Y" in malformed.output
+
+
+def test_lesion_at_is_suggested_only_where_pointing_measures_the_lesion():
+    """On CLIN_pale_0003 the panel suggested --lesion-at, and pointing at the lesion still gave "unreliable".
+    Now a suggestion is a point that was tried: following it measures the lesion; without one, the advice is to
+    retake the photo."""
+    suggested, withheld = 0, 0
+    for kind in ("pale", "several", "stamped"):
+        for number in range(12):
+            scene = render_clinical(kind, number)
+            result = analyze(scene.image)
+            if result["status"] != "unreliable":
+                continue
+            withheld += 1
+            point = result["suggested_lesion_at"]
+            advice = abcd_lines(result)[1][1]
+            if point is None:
+                assert "--lesion-at" not in advice and "Retake the photo" in advice
+            else:
+                suggested += 1
+                assert analyze(scene.image, lesion_at=tuple(point))["status"] == "measured"
+                assert f"--lesion-at {point[0]:.0f},{point[1]:.0f}" in advice
+    assert withheld > 0, "the scenes no longer exercise the withheld path"

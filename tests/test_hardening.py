@@ -461,3 +461,59 @@ def test_the_pipelined_batch_writes_what_the_sequential_one_does(bundle, tmp_pat
         assert first == second
     for picture in sorted((tmp_path / "one").glob("*.png")):
         assert picture.read_bytes() == (tmp_path / "three" / picture.name).read_bytes()
+
+
+def test_folder_scans_skip_lesion_masks_saying_so(tmp_path):
+    """`mnet run` on a `mnet synth-clinical` folder explained its truth/ masks as photos."""
+    shutil.copy(SAMPLES / "ISIC_0034338.jpg", tmp_path)
+    for folder in ("truth", "masks"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "ISIC_0034338_mask.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(tmp_path / "ISIC_0034338_segmentation.png"), np.zeros((8, 8), np.uint8))
+    found, skipped = runtime.imageio.collect_images([tmp_path])
+    assert [f.path.name for f in found] == ["ISIC_0034338.jpg"]
+    reasons = {path.name: reason for path, reason in skipped}
+    assert "lesion masks" in reasons["truth"] and "lesion masks" in reasons["masks"]
+    assert "a lesion mask" in reasons["ISIC_0034338_segmentation.png"]
+    named, _ = runtime.imageio.collect_images([tmp_path / "truth" / "ISIC_0034338_mask.png"])
+    assert len(named) == 1, "a mask named on the command line is explained as asked"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 3])
+def test_ctrl_c_in_a_batch_keeps_a_row_for_every_report_written(bundle, tmp_path, workers):
+    """Ctrl-C once left 22 reports and 18 summary rows. Interrupted: every written report has its row, the error
+    says how far it got and how to resume, and rerunning finishes the rest."""
+    from runtime.batch import run_batch
+    from runtime.errors import Interrupted
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(8):
+        shutil.copy(SAMPLES / "ISIC_0034338.jpg", inputs / f"lesion_{index}.jpg")
+    predictor = Predictor(bundle, mc_samples=2, abcde=False)
+    seen = []
+
+    def interrupt_at_three(path):
+        seen.append(path)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match=r"interrupted after \d of 8 images .* rerun the same command"):
+        run_batch(predictor, [inputs], tmp_path / "out", progress=interrupt_at_three, workers=workers)
+    out = tmp_path / "out"
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert sorted(row["report"] for row in rows) == sorted(path.name for path in out.glob("lesion_*.json"))
+    assert len(rows) >= 3
+    summary = run_batch(predictor, [inputs], out, workers=workers)
+    assert len(summary.outcomes) == 8 and summary.resumed == len(rows)
+
+
+def test_a_class_is_accepted_in_any_case_and_the_table_shows_the_path_given(bundle, tmp_path):
+    (tmp_path / "sub").mkdir()
+    shutil.copy(SAMPLES / "ISIC_0034338.jpg", tmp_path / "sub" / "a.jpg")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "sub"), "--model", str(bundle), "--class", "mel",
+                                      "--mc-samples", "2", "--no-abcde", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["gradcampp"]["class"] == "MEL"
+    assert str(tmp_path / "sub" / "a.jpg") in result.output.replace("\n", "")

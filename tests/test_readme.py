@@ -1,6 +1,7 @@
 """Every `mnet` and `mnet-export` command in the README's code blocks names a real command, each of its options
 exists, and `--help` works for it."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -60,3 +61,31 @@ def test_jetson_install_lists_every_runtime_dependency():
     listed = re.search(r"^pip install (numpy .*)$", (root / "docs" / "jetson.md").read_text(), flags=re.M)
     assert listed, "docs/jetson.md: no `pip install numpy ...` line"
     assert names <= set(listed.group(1).split()), names - set(listed.group(1).split())
+
+
+def block_after(marker: str, language: str = "bash") -> str:
+    """The first code block of `language` after the README's line holding `marker`."""
+    text = README.read_text()
+    return re.search(rf"```{language}\n(.*?)```", text[text.index(marker):], flags=re.S).group(1)
+
+
+def as_printed_here(line: str, bundle: Path) -> str:
+    """A README line with the demo bundle replaced by the test's and the shipped assets by absolute paths."""
+    return line.replace("demo_out/export/model.onnx", str(bundle)).replace("assets/", f"{README.parent}/assets/")
+
+
+@pytest.mark.slow
+def test_the_explain_examples_run_as_printed(bundle, tmp_path):
+    import subprocess
+    import sys
+
+    for line in block_after("**Explain an image**").splitlines():
+        words = shlex.split(as_printed_here(line.split("  #")[0], bundle))
+        done = subprocess.run([str(Path(sys.executable).with_name(words[0])), *words[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+    assert (tmp_path / "reports" / "ISIC_0034376.json").exists() and (tmp_path / "change.png").exists()
+    assert json.loads((tmp_path / "reports_mel" / "ISIC_0034376.json").read_text())["gradcampp"]["class"] == "MEL"
+    namespace: dict = {}
+    exec(as_printed_here(block_after("**Explain an image**", "python"), bundle), namespace)
+    assert namespace["result"].to_dict()["schema"] == "mnet.report/1"

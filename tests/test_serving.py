@@ -29,7 +29,7 @@ from runtime.serving.repository import ServingOptions, write_repository
 from runtime.serving.server import serving_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "samples"
+SAMPLES = ROOT / "assets" / "samples"
 SAMPLE_FILES = sorted(SAMPLES.glob("*.jpg"))
 MNET = str(Path(sys.executable).with_name("mnet"))
 
@@ -159,6 +159,9 @@ def free_ports(count: int) -> list[int]:
 
 
 class Server:
+    """`mnet serve` in a process group of its own (tritonserver and its stubs with it), its temporary repository
+    under the test's folder; `close` ends the whole group whatever state it is in."""
+
     def __init__(self, bundle: Path, log: Path, *extra: str):
         self.bundle = bundle
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
@@ -166,12 +169,17 @@ class Server:
         self.process = subprocess.Popen(
             [MNET, "serve", "--model", str(bundle), "--http-port", str(self.http_port), "--grpc-port",
              str(self.grpc_port), "--metrics-port", str(self.metrics_port), *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "TMPDIR": str(log.parent)})
         deadline = time.monotonic() + 180
-        while not self.ready():
-            assert self.process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server was not ready in 3 minutes"
-            time.sleep(0.5)
+        try:
+            while not self.ready():
+                assert self.process.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the server was not ready in 3 minutes"
+                time.sleep(0.5)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def http(self) -> str:
@@ -205,7 +213,29 @@ class Server:
         try:
             return self.process.wait(60)
         finally:
-            self.log.close()
+            self.close()
+
+    def close(self) -> None:
+        """Kill what is left of the group (a no-op after a clean stop), then reap it."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(30)
+        self.log.close()
+
+
+@pytest.fixture
+def started(tmp_path):
+    """Servers a test starts itself, closed at its end however it ends."""
+    servers = []
+
+    def start(bundle: Path, *extra: str) -> Server:
+        servers.append(Server(bundle, tmp_path / f"server{len(servers)}.log", *extra))
+        return servers[-1]
+    yield start
+    for running in servers:
+        running.close()
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +244,7 @@ def server(bundle, tmp_path_factory):
         pytest.skip("no serving environment (make install builds it)")
     running = Server(bundle, tmp_path_factory.mktemp("server") / "server.log")
     yield running
-    if running.process.poll() is None:
-        running.process.kill()
+    running.close()
 
 
 def client(server: Server):
@@ -362,8 +391,8 @@ def test_two_thousand_requests_from_sixteen_clients(server):
 
 
 @needs_server
-def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(bundle, tmp_path):
-    server = Server(bundle, tmp_path / "server.log", "--max-queue-delay-us", "0")
+def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(bundle, started):
+    server = started(bundle, "--max-queue-delay-us", "0")
     data = SAMPLE_FILES[3].read_bytes()
     with ThreadPoolExecutor(4) as pool:
         pending = [pool.submit(ask, server, data) for _ in range(4)]
@@ -392,7 +421,7 @@ def test_the_bls_repository_runs_on_the_real_server(bundle, tmp_path):
     process = subprocess.Popen(triton_command(environment, repository, backend_folder(environment, tmp_path),
                                               endpoints) + ["--disable-auto-complete-config"],
                                env=server_environment(environment), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_ready(process, endpoints)
         from runtime.serving.client import ServedModel
@@ -404,7 +433,14 @@ def test_the_bls_repository_runs_on_the_real_server(bundle, tmp_path):
         assert served.report["model"]["backend"] == "triton-bls"
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        try:
+            process.wait(60)
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(30)
 
 
 STAND_IN = '''
@@ -445,3 +481,24 @@ def test_the_http_client_reads_replies_in_large_blocks():
 
     client, _ = connect("http://127.0.0.1:9")
     assert client._client_stub.block_size == RECEIVE_BLOCK_BYTES
+
+
+@needs_server
+def test_the_readme_serving_commands_run_as_printed(server, tmp_path):
+    """Every line of the README's serving block but `mnet serve` itself (running here on other ports), the curl
+    request included: a 270 KB image goes in a file (-d @request.json), not on curl's command line."""
+    from tests.test_readme import as_printed_here, block_after
+
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    lines = [line for line in block_after("## Serving").splitlines() if not line.startswith("mnet serve")]
+    assert any(line.startswith("curl") for line in lines)
+    for line in lines:
+        command = as_printed_here(line, server.bundle).replace(":8000", f":{server.http_port}")
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=environment, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+        if line.startswith("curl"):
+            report = json.loads(json.loads(done.stdout)["outputs"][0]["data"][0])
+            assert report["schema"] == "mnet.report/1" and report["prediction"]["label"] in report["prediction"][
+                "probabilities"]
+    assert (tmp_path / "served" / "summary.csv").exists() and (tmp_path / "repo" / "melanomanet").is_dir()

@@ -18,6 +18,7 @@ from runtime.abcde.criteria import (
     shape_asymmetry,
 )
 from runtime.abcde.palette import to_lab
+from runtime.abcde.quality import centroid
 from runtime.abcde.segment import Segmentation, segment, working_image
 from runtime.abcde.shape import region, region_inside
 
@@ -91,8 +92,9 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
         return Analysis({"status": "no_lesion", "reasons": ["no lesion found in the image"], **result,
                          **NOT_MEASURED}, None)
     if not given and not found.quality.reliable:
+        suggested = pointing_helps(image_rgb, found.mask) if lesion_at is None else None
         return Analysis({"status": "unreliable", "reasons": list(found.quality.reasons), **result,
-                         **NOT_MEASURED}, None)
+                         "suggested_lesion_at": suggested, **NOT_MEASURED}, None)
     lab, small_mask = working_copies(image_rgb, found)
     small_geometry = geometry.scaled(small_mask.shape[1] / found.mask.shape[1])
     shape_axes = shape_asymmetry(geometry)
@@ -119,6 +121,14 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     return Analysis(result, found.mask)
 
 
+def pointing_helps(image_rgb: np.ndarray, failed: np.ndarray) -> list[float] | None:
+    """Where to point `--lesion-at` (x, y) so that the outline passes its check, when pointing at the failed
+    outline's centre does; None when it does not (then pointing is no advice worth giving)."""
+    point = centroid(failed)
+    retried = segment(image_rgb, point)
+    return [round(point[0], 1), round(point[1], 1)] if retried.found and retried.quality.reliable else None
+
+
 def quality_fields(found: Segmentation, given: bool) -> dict:
     """The outline's quality figures (none for a mask given by the caller)."""
     if given:
@@ -140,6 +150,8 @@ def to_original_pixels(result: dict, factor: float, mm_per_px: float | None) -> 
     of the original image (the mask stays at the analysed size)."""
     result["segmentation"]["area_px"] = round(result["segmentation"]["area_px"] / factor**2)
     result["segmentation"]["analysis_scale"] = factor
+    if result.get("suggested_lesion_at"):
+        result["suggested_lesion_at"] = [round(c / factor, 1) for c in result["suggested_lesion_at"]]
     if result.get("diameter"):
         diameter = result["diameter"]
         for key in ("feret_px", "equivalent_px"):

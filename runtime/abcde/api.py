@@ -48,7 +48,7 @@ def check_point(point: tuple[float, float] | None, rgb: np.ndarray, image: str |
     height, width = rgb.shape[:2]
     if point is not None and not (point[0] < width and point[1] < height):
         raise ImageError(image, f"--lesion-at {point[0]:g},{point[1]:g} lies outside the image ({width}x{height} "
-                         "pixels)", "Give a position inside it, counted from the top-left corner")
+                         "pixels)", "Give a position inside it, counted from the top-left corner", usage=True)
 
 
 def evolution_between(prior_rgb: np.ndarray, current_rgb: np.ndarray, mm_per_px: float | None = None) -> dict:

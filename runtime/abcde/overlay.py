@@ -7,6 +7,7 @@ import numpy as np
 
 from runtime.abcde.criteria import COLOUR_ASYMMETRY_THRESHOLD, SHAPE_ASYMMETRY_THRESHOLD
 from runtime.abcde.palette import DERMOSCOPIC_COLOURS
+from runtime.abcde.quality import centroid
 from runtime.draw import outline, text
 
 AXIS_ASYMMETRIC = (230, 60, 60)
@@ -15,7 +16,11 @@ FERET = (255, 215, 0)
 PRIOR = (0, 200, 230)
 
 
-def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) -> np.ndarray:
+def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None, scale: float = 1.0,
+                  colour_key: bool = True) -> np.ndarray:
+    """The marks on `image`, whose pixels are `scale` times the analysis's (which are the original image's): a
+    view downscaled for analysis and drawing has scale < 1. `mask` is at `image`'s size. `colour_key`: name the
+    colours found in the image's corner (off where a legend beside the picture names them)."""
     drawn = image.copy()
     if mask is None or analysis.get("asymmetry") is None:
         unreliable = analysis.get("status") == "unreliable"
@@ -25,9 +30,9 @@ def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) ->
     thickness = max(2, round(max(image.shape[:2]) / 300))
     drawn = outline(drawn, mask, (255, 255, 255), thickness)
     asymmetry = analysis["asymmetry"]
-    centre = np.array(asymmetry["centroid"])
+    centre = np.array(asymmetry["centroid"]) * scale
     angle = np.radians(asymmetry["orientation_deg"])
-    half = analysis["diameter"]["feret_px"] / 2
+    half = analysis["diameter"]["feret_px"] * scale / 2
     for index, direction in enumerate((np.array([np.cos(angle), np.sin(angle)]),
                                        np.array([-np.sin(angle), np.cos(angle)]))):
         asymmetric = (asymmetry["shape_axes"][index] > SHAPE_ASYMMETRY_THRESHOLD
@@ -35,10 +40,12 @@ def abcde_overlay(image: np.ndarray, analysis: dict, mask: np.ndarray | None) ->
         colour = AXIS_ASYMMETRIC if asymmetric else AXIS_SYMMETRIC
         start, end = centre - direction * half * 0.9, centre + direction * half * 0.9
         cv2.line(drawn, tuple(np.int32(start)), tuple(np.int32(end)), colour, thickness, cv2.LINE_AA)
-    ends = np.int32(analysis["diameter"]["feret_endpoints"])
+    ends = np.int32(np.array(analysis["diameter"]["feret_endpoints"]) * scale)
     cv2.line(drawn, tuple(ends[0]), tuple(ends[1]), FERET, thickness, cv2.LINE_AA)
     for point in ends:
         cv2.circle(drawn, tuple(point), thickness * 2, FERET, -1, cv2.LINE_AA)
+    if not colour_key:
+        return drawn
     swatch = max(14, image.shape[0] // 18)
     for index, name in enumerate(analysis["color"]["present"]):
         top = 8 + index * (swatch + 6)
@@ -58,10 +65,21 @@ def change_lines(evolution: dict) -> list[str]:
              f"asymmetry {changes['asymmetry_change']:+.2f}, compactness {changes['compactness_change']:+.2f}",
              f"colours added: {', '.join(changes['colors_added']) or 'none'}; lost: "
              f"{', '.join(changes['colors_lost']) or 'none'}",
-             f"outlines overlap {changes['overlap_after_registration']:.0%} after alignment (correlation "
+             f"outlines overlap {changes['overlap_after_registration']:.0%} once the prior is also scaled to fit "
+             f"(alignment correlation "
              f"{registration['correlation']:.2f}, scale {registration['scale']:.2f}, rotation "
              f"{registration['rotation_deg']:.0f} deg)"]
     return lines
+
+
+def without_scale(matrix: np.ndarray, prior_centre: tuple[float, float]) -> np.ndarray:
+    """The alignment's rotation and placement without its scale (which absorbs the growth itself): the prior
+    lesion's centre goes where the alignment puts it, at the prior's own size, as the area ratio assumes."""
+    linear = matrix[:, :2]
+    rotation = linear / np.sqrt(abs(np.linalg.det(linear)))
+    centre = np.array(prior_centre)
+    shift = linear @ centre + matrix[:, 2] - rotation @ centre
+    return np.hstack([rotation, shift[:, None]])
 
 
 def evolution_overlay(prior_rgb: np.ndarray, current_picture: np.ndarray, prior_mask: np.ndarray,
@@ -73,7 +91,7 @@ def evolution_overlay(prior_rgb: np.ndarray, current_picture: np.ndarray, prior_
     height, width = current_mask.shape
     registered = evolution["changes"] is not None
     if registered:
-        matrix = np.array(evolution["registration"]["matrix"])
+        matrix = without_scale(np.array(evolution["registration"]["matrix"]), centroid(prior_mask))
         prior_view = cv2.warpAffine(prior_rgb, matrix, (width, height), borderValue=(255, 255, 255))
         prior_outline = cv2.warpAffine(prior_mask, matrix, (width, height), flags=cv2.INTER_NEAREST)
     else:
@@ -82,8 +100,10 @@ def evolution_overlay(prior_rgb: np.ndarray, current_picture: np.ndarray, prior_
     both = current_picture if prior_outline is None else outline(current_picture, prior_outline, PRIOR, thickness)
     tile_w, tile_h, gap = 420, 320, 12
     canvas = np.full((tile_h + 70, 3 * tile_w + 4 * gap, 3), 255, np.uint8)
-    captions = ["prior visit" + (", aligned to the current image" if registered else " (not aligned)"),
-                "current visit: outline now (white)" + (", prior (cyan)" if registered else "")]
+    captions = ["prior visit" + (", placed and turned like the current image, at its own size" if registered
+                                 else " (not aligned)"),
+                "current visit: outline now (white)" + (", prior at its own size (cyan): the gap between them is "
+                                                        "the change" if registered else "")]
     for index, (picture, caption) in enumerate(zip((prior_view, both), captions)):
         left = gap + index * (tile_w + gap)
         canvas[gap:gap + tile_h, left:left + tile_w] = fit(picture, tile_w, tile_h)

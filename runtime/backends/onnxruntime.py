@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, TensorSpec
-from runtime.errors import BackendError, ManifestError
+from runtime.errors import BackendError, ConfigError, ManifestError, ToolMissing
 from runtime.manifest import MANIFEST_KEY, Manifest
 
 PROVIDERS = {
@@ -29,11 +29,11 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(PROVIDERS)} or tensorrt")
         wanted = PROVIDERS[backend]
         if wanted[0] not in ort.get_available_providers():
-            raise BackendError(f"{backend} needs {wanted[0]}, which this onnxruntime lacks "
+            raise ToolMissing(f"{backend} needs {wanted[0]}, which this onnxruntime lacks "
                                f"(it has {', '.join(ort.get_available_providers())}); install the `gpu` extra "
                                "(onnxruntime-gpu) on a machine with an NVIDIA GPU, or use --backend ort-cpu")
         if not Path(path).is_file():
-            raise BackendError(f"{path}: model file not found")
+            raise ConfigError(f"{path}: model file not found; check the path given to --model")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:

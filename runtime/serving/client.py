@@ -15,6 +15,7 @@ import numpy as np
 
 from runtime.batch import Rendered
 from runtime.errors import ConfigError, ImageError, MnetError, ServingError
+from runtime.manifest import find_class
 from runtime.serving.protocol import HEATMAP_OUTPUT, IMAGE_INPUT, MODEL_NAME, PANEL_OUTPUT, REPORT_OUTPUT
 
 OUTPUTS = (REPORT_OUTPUT, HEATMAP_OUTPUT, PANEL_OUTPUT)
@@ -96,9 +97,7 @@ class ServedModel:
         return config.get("config", config)
 
     def class_index(self, name: str) -> int:
-        if name not in self.class_names:
-            raise ConfigError(f"unknown class {name!r}; the served model's classes are {', '.join(self.class_names)}")
-        return self.class_names.index(name)
+        return find_class(name, self.class_names, "the served model's")
 
     def prepare(self, path: Path, name: str | None = None) -> Rendered:
         path = Path(path)

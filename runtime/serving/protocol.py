@@ -14,6 +14,7 @@ import numpy as np
 from runtime.abcde.api import parse_point
 from runtime.batch import render_outputs
 from runtime.errors import ConfigError, ImageError, MnetError
+from runtime.manifest import find_class
 from runtime.predictor import ImageOptions, Predictor, Result
 
 MODEL_NAME = "melanomanet"
@@ -48,8 +49,8 @@ def parse_request(parameters: dict, class_names: tuple[str, ...]) -> tuple[str, 
         raise ConfigError(f"unknown request parameter {', '.join(map(repr, unknown))}; known: "
                           + "; ".join(f"{key} ({meaning})" for key, meaning in PARAMETERS.items()))
     cam_class = parameters.get("class")
-    if cam_class is not None and cam_class not in class_names:
-        raise ConfigError(f"unknown class {cam_class!r}; the model's classes are {', '.join(class_names)}")
+    if cam_class is not None:
+        cam_class = class_names[find_class(str(cam_class), class_names)]
     lesion_at = parameters.get("lesion_at")
     return (str(parameters.get("name", "request")),
             ImageOptions(cam_class, _positive(parameters.get("mm_per_px")),

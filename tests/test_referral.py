@@ -1,0 +1,80 @@
+"""The review decision (runtime/referral.py, runtime/domain.py): a malignant top prediction is always referred,
+whatever the uncertainty rule says; an input far from colour dermoscopy is referred and says why; "no referral"
+is said only when no trigger fired, and never drawn in green."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.domain import domain_warnings
+from runtime.manifest import CLASS_NAMES
+from runtime.referral import MALIGNANT_CLASSES, ReferralRule, review
+from runtime.uncertainty import Uncertainty
+from tests.conftest import SAMPLES
+
+
+def confident(label: str, p: float = 0.74) -> tuple[Uncertainty, np.ndarray]:
+    probabilities = np.full(len(CLASS_NAMES), (1 - p) / (len(CLASS_NAMES) - 1))
+    probabilities[CLASS_NAMES.index(label)] = p
+    entropy = float(-(probabilities * np.log(probabilities)).sum())
+    return Uncertainty(probabilities, np.zeros_like(probabilities), entropy, entropy, 0.0, 10), probabilities
+
+
+@pytest.mark.parametrize("label", MALIGNANT_CLASSES)
+def test_a_malignant_top_prediction_is_referred_however_certain(label):
+    """ISIC_0034500 once showed "MEL p = 0.74" under a green "no referral": entropy 0.68 <= 0.72."""
+    uncertainty, probabilities = confident(label)
+    rule = ReferralRule(threshold=uncertainty.predictive + 0.05, chosen_by="chosen on validation")
+    decision = review(rule, uncertainty, probabilities, CLASS_NAMES)
+    assert decision["flagged"] is True
+    assert [trigger["kind"] for trigger in decision["triggers"]] == ["malignant_prediction"]
+    assert f"top prediction {label} is a malignant class" in decision["reason"]
+
+
+def test_a_benign_confident_prediction_says_no_trigger_fired():
+    uncertainty, probabilities = confident("NV", 0.95)
+    decision = review(ReferralRule(), uncertainty, probabilities, CLASS_NAMES)
+    assert decision["flagged"] is False and decision["triggers"] == []
+    assert decision["reason"].startswith("no trigger fired: entropy") and "NV is not a malignant class" in decision[
+        "reason"]
+
+
+def test_every_trigger_that_fired_is_named():
+    uncertainty, probabilities = confident("MEL", 0.3)
+    decision = review(ReferralRule(threshold=0.5), uncertainty, probabilities, CLASS_NAMES, ["greyscale"])
+    assert [trigger["kind"] for trigger in decision["triggers"]] == ["malignant_prediction", "predictive",
+                                                                      "input_domain"]
+    assert decision["reason"].count(";") == 2
+
+
+def test_greyscale_is_out_of_domain_and_colour_dermoscopy_is_not():
+    colour = cv2.cvtColor(cv2.imread(str(SAMPLES / "ISIC_0034376.jpg")), cv2.COLOR_BGR2RGB)
+    grey = np.repeat(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    assert domain_warnings(colour) == []
+    assert "greyscale" in domain_warnings(grey)[0]
+    noisy = np.clip(grey.astype(np.int16) + np.random.default_rng(0).integers(-2, 3, grey.shape), 0, 255)
+    assert domain_warnings(noisy.astype(np.uint8)), "JPEG-like noise on a grey image is still grey"
+
+
+@pytest.mark.slow
+def test_a_greyscale_tiff_is_referred_and_no_badge_is_green(bundle, tmp_path):
+    from runtime.draw import GREEN, MUTED, RED
+    from runtime.panel import GAP, WIDTH, render_panel
+    from runtime.predictor import Predictor
+
+    grey = cv2.cvtColor(cv2.imread(str(SAMPLES / "ISIC_0034390.jpg")), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "grey.tif"), grey)
+    predictor = Predictor(bundle, mc_samples=4)
+    result = predictor.predict(tmp_path / "grey.tif")
+    assert result.referral["flagged"] and result.uncertainty.flagged
+    assert "input_domain" in [trigger["kind"] for trigger in result.referral["triggers"]]
+    assert result.to_dict()["referral"]["triggers"] == result.referral["triggers"]
+    for image in SAMPLES.glob("*.jpg"):
+        shown = predictor.predict(image)
+        top = 30 if shown.is_demo else 0
+        badge = tuple(int(v) for v in render_panel(shown)[top + 16, WIDTH - GAP - 3])
+        assert badge == (RED if shown.uncertainty.flagged else MUTED) and badge != GREEN
+        if shown.label in MALIGNANT_CLASSES:
+            assert shown.uncertainty.flagged
