@@ -29,6 +29,7 @@ $(SERVING_STAMP): requirements/serve.txt
 install: $(STAMP) $(SERVING_STAMP)
 
 test: $(STAMP) $(SERVING_STAMP)
+	$(VENV)/bin/lint-imports
 	MNET_REQUIRE_SERVING=1 $(PY) -m pytest -q -m "not gpu" tests
 
 test-gpu: $(STAMP)
@@ -48,6 +49,7 @@ bench-serving: $(STAMP) $(SERVING_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check melanomanet export runtime tests benchmarks studies scripts
+	$(VENV)/bin/lint-imports
 
 # Refresh the locks after changing a dependency in pyproject.toml, requirements/pins.in or
 # runtime/serving/requirements.txt, or to take new releases on purpose (then run make test on the result).
@@ -55,6 +57,7 @@ lock:
 	test -x $(LOCK_TOOLS)/bin/pip-compile || { python3 -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.6.2; }
 	$(PIP_COMPILE) --extra train --extra export --extra dev --extra serve -o requirements/dev.txt pyproject.toml requirements/pins.in
 	$(PIP_COMPILE) -o requirements/serve.txt runtime/serving/requirements.txt
+	$(PIP_COMPILE) --extra serve -o requirements/runtime.txt pyproject.toml
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .benchmarks

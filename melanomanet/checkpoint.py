@@ -82,7 +82,7 @@ def load_initial_weights(model: MelanomaNet, path: str | Path) -> None:
     if path.suffix == ".safetensors":
         tensors, _ = read_checkpoint(path)
     else:
-        from melanomanet.reference import read_reference_file
+        from melanomanet.pickles import read_reference_file
 
         payload = read_reference_file(path)
         tensors = payload.get("model_state_dict", payload.get("state_dict", payload))

@@ -1,4 +1,5 @@
-"""`mnet`: synth, train, eval (PyTorch) and run, abcde (torch-free runtime). Commands stay thin."""
+"""The training commands of `mnet` (synth, train, eval, calibrate, concepts, ...; PyTorch imported inside each),
+registered on the runtime's app (runtime/cli.py) through the `mnet.commands` entry point. Commands stay thin."""
 
 from __future__ import annotations
 
@@ -11,12 +12,8 @@ import typer
 from rich.table import Table
 
 from melanomanet.options import Architecture, Loss, Optimizer, ReferralScore, Scheduler, Split
-from runtime.cli import register as register_runtime_commands
+from runtime.cli import app
 from runtime.console import JsonOpt, console, guarded, progress_bar, stdout
-
-app = typer.Typer(help="MelanomaNet Edge: synthesize data, train, evaluate, and run explained predictions.",
-                  rich_markup_mode=None,
-                  no_args_is_help=True, add_completion=False)
 
 ARCH_HELP = ("Backbone: timm's EfficientNetV2 (tf_efficientnetv2_ and b0, b1, b2, b3, s, m or l) or "
              "torchvision's in the reference's layout (efficientnet_v2_ and s, m or l).")
@@ -131,7 +128,7 @@ def launch_torchrun(ctx: typer.Context, nproc: int) -> int:
 
     arguments = command_line(ctx, skip={"nproc"})
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "melanomanet.train", *arguments]
+               "-m", "melanomanet.rank", *arguments]
     console.print("launching: python " + " ".join(command[1:]))
     return subprocess.call(command)
 
@@ -318,8 +315,6 @@ def synth_clinical(
     console.print(f"wrote {per_kind * len(KINDS)} photos to {out} ({', '.join(KINDS)}; synthetic, for tests only)")
 
 
-register_runtime_commands(app)
-
 concepts_app = typer.Typer(help="FastCAV concept explanations: concept image sets and vectors.", no_args_is_help=True,
                            rich_markup_mode=None)
 app.add_typer(concepts_app, name="concepts")
@@ -374,14 +369,3 @@ def concepts_train(
     console.print(f"wrote {out} ({report['image_size']} px embeddings); carry it into a bundle with "
                   f"`mnet-export all {checkpoint} -o {out.parent / 'export'} --image-size {report['image_size']} "
                   f"--cavs {out}`", soft_wrap=True)
-
-
-def main() -> None:
-    """The `mnet` entry point."""
-    from runtime.console import run_app
-
-    run_app(app, "mnet", "train")
-
-
-if __name__ == "__main__":
-    main()

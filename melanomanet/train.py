@@ -302,11 +302,3 @@ def resume_from(path: str, model, optimizer, scheduler) -> dict:
     optimizer.load_state_dict({"state": optimizer_state, "param_groups": state.pop("optimizer")})
     scheduler.load_state_dict(state.pop("scheduler"))
     return state
-
-
-if __name__ == "__main__":
-    import sys
-
-    from melanomanet.cli import app
-
-    app(["train", *sys.argv[1:]], prog_name="python -m melanomanet.train")

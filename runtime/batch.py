@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-
+from runtime.audit import AuditLog, prediction_entry
 from runtime.errors import ConfigError, Interrupted, MnetError
 from runtime.imageio import Found, collect_images, output_names, write_atomic
 from runtime.manifest import sha256_file
-from runtime.panel import render_panel
-from runtime.png import encode_png
+from runtime.options import ImageOptions
+from runtime.render import Rendered, render_outputs
 
 if TYPE_CHECKING:
-    from runtime.predictor import Result
+    from runtime.result import Result
 
 SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", "flagged", "predictive_entropy",
                   "report", "error")
@@ -53,21 +53,6 @@ class BatchSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """An explained prediction's files in memory: the report (its heatmap file name not yet set), the heatmap
-    PNG and the panel PNG (None when not asked for). What a server sends back."""
-
-    report: dict
-    heatmap_png: bytes
-    panel_png: bytes | None
-
-
-def render_outputs(result: Result, panel: bool = True) -> Rendered:
-    heatmap = encode_png(np.uint8(np.clip(result.heatmap, 0, 1) * 255))
-    return Rendered(result.to_dict(), heatmap, encode_png(render_panel(result)) if panel else None)
-
-
 def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256: str | None = None) -> dict:
     """Heatmap and panel, then the report JSON last: a JSON on disk means a complete set of outputs."""
     rendered = result if isinstance(result, Rendered) else render_outputs(result)
@@ -78,8 +63,13 @@ def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256:
               "input": dict(rendered.report["input"])}
     if input_sha256 is not None:
         report["input"]["sha256"] = input_sha256
-    write_atomic(out / f"{stem}.json", json.dumps(report, indent=2).encode())
+    write_atomic(out / f"{stem}.json", report_file_bytes(report))
     return report
+
+
+def report_file_bytes(report: dict) -> bytes:
+    """A report as `mnet run` writes it (and its audit record hashes it)."""
+    return json.dumps(report, indent=2).encode()
 
 
 def prepare_output(out: Path, run: dict, force: bool) -> None:
@@ -118,14 +108,17 @@ def _recorded_run(out: Path) -> dict | None:
 
 def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, progress=None,
               collected: tuple[list[Found], list] | None = None, options: dict | None = None,
-              force: bool = False, workers: int = 1) -> BatchSummary:
+              force: bool = False, workers: int = 1,
+              open_audit: Callable[[], AuditLog] | None = None) -> BatchSummary:
     """`collected`: the result of `collect_images(inputs, out)` when the caller already has it. `options`: what
     else changes the reports (recorded in run.json with the model). `workers` > 1 overlaps the stages of
-    different images (`pipelined`); the outputs are the same as one at a time."""
+    different images (`pipelined`); the outputs are the same as one at a time. `open_audit` opens the audit log
+    once the output folder is checked, before the first image (a log that cannot be written stops the run)."""
     out = Path(out)
     run = {"model_sha256": predictor.model_info["sha256"], "model": predictor.model_info["file"],
            "options": {"cam_class": cam_class, **(options or {})}}
     prepare_output(out, run, force)
+    audit = open_audit() if open_audit is not None else None
     found, skipped = collected or collect_images(inputs, out)
     requested = predictor.class_index(cam_class) if cam_class else None
     summary = BatchSummary()
@@ -145,6 +138,8 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
         stream = pipelined(predictor, jobs, out, requested, force, workers) if workers > 1 else \
             (_finish(predictor, _infer(predictor, _start(predictor, job, out, force), requested), requested)
              for job in jobs)
+        if audit is not None:
+            stream = _logged(stream, predictor, audit, cam_class)
         recorded = 0
         try:
             for job in stream:
@@ -177,9 +172,25 @@ class Job:
     digest: str | None = None
     prepared: object = None
     outputs: dict | None = None
+    measured: object = None
     outcome: Outcome | None = None
     concepts: dict | None = None
     resumed: bool = False
+
+
+def _logged(stream, predictor, audit: AuditLog, cam_class: str | None):
+    """Each image explained in this run (not those resumed) gets its audit record once its files are written."""
+    try:
+        for job in stream:
+            if job.outcome.status == "ok" and not job.resumed:
+                report_path = job.out / job.outcome.row["report"]
+                audit.record(prediction_entry(
+                    report_path.read_bytes(), predictor.manifest, predictor.audit_options(ImageOptions(cam_class)),
+                    report_file=os.path.relpath(report_path, audit.path.parent), input_sha256=job.digest,
+                    input_name=str(job.path) if audit.identity.log_names else None))
+            yield job
+    finally:
+        stream.close()
 
 
 def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, force: bool, workers: int):
@@ -222,9 +233,10 @@ def _start(predictor, job: Job, out: Path, force: bool) -> Job:
 
 
 def _infer(predictor, job: Job, requested: int | None) -> Job:
+    """The network, with ABCD beside it (`Predictor.run_network`, as `predict` and the server run it)."""
     if job.outcome is None:
         try:
-            job.outputs = predictor.infer(job.prepared, requested)
+            job.outputs, job.measured = predictor.run_network(job.prepared, requested)
         except Exception as error:
             _fail(job, error)
     return job
@@ -234,11 +246,13 @@ def _finish(predictor, job: Job, requested: int | None) -> Job:
     """Explain and write; nothing about the image is kept afterwards but its summary row and concept scores."""
     if job.outcome is None:
         try:
-            result = predictor.explain(job.prepared, job.outputs, requested)
+            if isinstance(job.measured, Exception):
+                raise job.measured
+            result = predictor.explain(job.prepared, job.outputs, requested, measured=job.measured)
             _done(job, write_outputs(result, job.out, job.stem, job.digest))
         except Exception as error:
             _fail(job, error)
-    job.prepared = job.outputs = None
+    job.prepared = job.outputs = job.measured = None
     return job
 
 

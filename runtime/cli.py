@@ -1,4 +1,5 @@
-"""Runtime commands of `mnet` (torch-free): run, abcde."""
+"""`mnet`: the app and the runtime's commands (torch-free): run, abcde, bench, serve, doctor. The training
+package adds its commands through the `mnet.commands` entry point."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from runtime.console import (
+    AuditMaxMbOpt,
+    AuditNewOpt,
     BackendName,
     BackendOpt,
+    DeviceIdOpt,
     JsonOpt,
     LesionAtOpt,
+    LogNamesOpt,
     MmOpt,
+    OperatorOpt,
     console,
     fail,
     progress_bar,
+    run_app,
     stdout,
 )
 from runtime.errors import ConfigError, MnetError
@@ -53,13 +60,25 @@ def run(
                                                   "the melanomanet model) instead: http://HOST:8000 or "
                                                   "grpc://HOST:8001. The server's bundle and settings apply.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once with --server.")] = 4,
+    audit: Annotated[Optional[Path], typer.Option(help="Append one hash-chained record per prediction to this log "
+                                                  "(default: OUT/audit.jsonl; docs/audit.md). With --server, the "
+                                                  "server keeps the log.")] = None,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Write no audit log.")] = False,
+    operator: OperatorOpt = None,
+    device_id: DeviceIdOpt = None,
+    log_names: LogNamesOpt = False,
+    audit_new: AuditNewOpt = False,
+    audit_max_mb: AuditMaxMbOpt = None,
 ):
     """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
     Rerunning into the same folder skips the images already done."""
     if server is not None:
         local_only = {"--model": model is not None, "--mc-samples": mc_samples is not None, "--seed": seed != 0,
                       "--backend": backend != BackendName.ort_cpu, "--threads": threads != 0, "--no-abcde": not abcde,
-                      "--no-verify": not verify, "--workers": workers is not None}
+                      "--no-verify": not verify, "--workers": workers is not None,
+                      "--audit (the server keeps the log: mnet serve --audit)": audit is not None,
+                      "--operator": operator is not None, "--device-id": device_id is not None,
+                      "--log-names": log_names, "--audit-new": audit_new, "--audit-max-mb": audit_max_mb is not None}
         given = [name for name, used in local_only.items() if used]
         if given:
             fail(ConfigError(f"{', '.join(given)}: set on the server (mnet serve), not with --server"))
@@ -82,18 +101,30 @@ def run(
         console.print("[yellow]--no-verify: the bundle was not checked against its sidecar[/yellow]")
     from runtime.imageio import collect_images
 
+    open_log = None if no_audit else lambda: _open_audit(audit or out / "audit.jsonl", operator, device_id, log_names,
+                                                         audit_new, audit_max_mb)
     collected = collect_images(inputs, out)
     options = {"mc_samples": predictor.mc_samples, "seed": seed, "mm_per_px": mm_per_px, "abcde": abcde,
                "lesion_at": list(lesion_at) if lesion_at else None,
                "backend": backend.value, "verified": verify}
     summary = _explain_all(predictor, inputs, out, class_name, collected, options, force,
-                           workers or os.cpu_count() or 1)
+                           workers or os.cpu_count() or 1, open_log)
     if predictor.concepts is not None:
         from runtime.concepts import tcav_scores
 
         (out / "tcav.json").write_text(json.dumps(tcav_scores(summary.concepts), indent=2))
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _open_audit(path: Path, operator, device_id, log_names, audit_new, audit_max_mb):
+    """The run's audit log, opened (and checked) before the first image; its start record carries this
+    environment's SBOM sha256."""
+    from runtime.audit import AuditLog, Identity
+    from runtime.sbom import sbom_sha256
+
+    return AuditLog(path, Identity(operator, device_id, log_names, sbom_sha256()),
+                    int(audit_max_mb * 1e6) if audit_max_mb else None, audit_new)
 
 
 def _run_served(inputs, out, server, concurrency, class_name, mm_per_px, lesion_at, force):
@@ -113,7 +144,7 @@ def _run_served(inputs, out, server, concurrency, class_name, mm_per_px, lesion_
         raise typer.Exit(1)
 
 
-def _explain_all(predictor, inputs, out, class_name, collected, options, force, workers):
+def _explain_all(predictor, inputs, out, class_name, collected, options, force, workers, open_audit=None):
     """The batch with a progress bar and the summary table; the summary."""
     from runtime.batch import run_batch
 
@@ -121,7 +152,8 @@ def _explain_all(predictor, inputs, out, class_name, collected, options, force, 
         task = bar.add_task("explaining", total=len(collected[0]))
         try:
             summary = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
-                                collected=collected, options=options, force=force, workers=workers)
+                                collected=collected, options=options, force=force, workers=workers,
+                                open_audit=open_audit)
         except MnetError as error:
             bar.stop()
             fail(error)
@@ -298,6 +330,13 @@ def serve(
     serving_env: Annotated[Optional[Path], typer.Option(help="The serving environment (numpy<2 and Triton; default: "
                                                         "$MNET_SERVING_ENV or the project's .venv-serve, built by "
                                                         "make install).")] = None,
+    audit: Annotated[Optional[Path], typer.Option(help="Append one hash-chained record per answered image to this "
+                                                  "log, from every instance (docs/audit.md).")] = None,
+    operator: OperatorOpt = None,
+    device_id: DeviceIdOpt = None,
+    log_names: LogNamesOpt = False,
+    audit_new: AuditNewOpt = False,
+    audit_max_mb: AuditMaxMbOpt = None,
 ):
     """Serve a bundle on NVIDIA Triton (HTTP, gRPC, Prometheus metrics) as the model `melanomanet`: a request
     sends the encoded image, the answer is the report JSON, the probabilities and the heatmap PNG. Ctrl-C or
@@ -320,18 +359,33 @@ def serve(
         cores = os.cpu_count() or 1
         instances = instances or cores
         options = ServingOptions(max_batch, max_queue_delay_us, instances, backend.value,
-                                 threads or max(1, cores // instances), max_pixels=max_pixels)
-        code = run_server(model, endpoints, options, serving_env, announce=ready)
+                                 threads or max(1, cores // instances), max_pixels=max_pixels,
+                                 audit=str(audit.resolve()) if audit else None, operator=operator,
+                                 device_id=device_id, log_names=log_names,
+                                 audit_max_bytes=int(audit_max_mb * 1e6) if audit_max_mb else None)
+        code = run_server(model, endpoints, options, serving_env, announce=ready, audit_new=audit_new)
     except MnetError as error:
         fail(error)
     console.print(f"tritonserver stopped (exit code {code})")
     raise typer.Exit(code)
 
 
-def doctor():
+def doctor(
+    sbom: Annotated[Optional[Path], typer.Option(help="Also write this environment's software bill of materials "
+                                                 "(CycloneDX 1.6 JSON) here.")] = None,
+):
     """What is installed, which backends will work here, and the fix for each that will not. Exit 0 when the
     runtime can run (ONNX Runtime on the CPU at least)."""
     from runtime.doctor import diagnose
+
+    if sbom is not None:
+        from runtime.sbom import write_sbom
+
+        try:
+            digest = write_sbom(sbom)
+        except OSError as error:
+            fail(ConfigError(f"--sbom {sbom}: cannot write it ({error.strerror}); give a path you can write to"))
+        console.print(f"wrote {sbom} (CycloneDX 1.6, sha256 {digest}: the value audit logs record)", soft_wrap=True)
 
     checks = diagnose()
     table = Table("", "check", "found", "fix", title="mnet doctor")
@@ -344,10 +398,79 @@ def doctor():
         raise typer.Exit(1)
 
 
-def register(app: typer.Typer) -> None:
-    """Attach the runtime commands to the `mnet` app."""
-    app.command()(run)
-    app.command()(abcde)
-    app.command()(bench)
-    app.command()(serve)
-    app.command()(doctor)
+audit_app = typer.Typer(help="The prediction audit log (docs/audit.md): verify its hash chain, replay a record.",
+                        no_args_is_help=True, rich_markup_mode=None)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    logs: Annotated[list[Path], typer.Argument(metavar="LOGS", help="The log and, after rotation, its earlier "
+                                               "files (audit.1.jsonl, ...), in any order.")],
+    reports: Annotated[bool, typer.Option(help="Also check that each logged report file beside the log still has "
+                                          "the sha256 recorded.")] = True,
+):
+    """Walk the chain and report every break: an edited, deleted, inserted or reordered record, a truncated
+    file, a rotated file missing, a report file changed since. Exit 0 only for an intact chain."""
+    from runtime.audit import verify
+
+    breaks = verify(logs, reports)
+    records = sum(len([line for line in path.read_bytes().split(b"\n") if line]) for path in logs if path.is_file())
+    for found in breaks:
+        console.print(f"[red]break[/red] {escape(str(found))}", soft_wrap=True)
+    if breaks:
+        console.print(f"{len(breaks)} break(s) in {records} records of {len(logs)} file(s): the log cannot be "
+                      "trusted from the first break on")
+        raise typer.Exit(1)
+    console.print(f"[green]intact[/green]: {records} records in {len(logs)} file(s), every hash and link checked"
+                  + (", every report file matches" if reports else ""))
+
+
+@audit_app.command("replay")
+def audit_replay(
+    record: Annotated[str, typer.Argument(metavar="RECORD", help="LOG:ID or LOG:SEQ, e.g. out/audit.jsonl:3.")],
+    images: Annotated[list[Path], typer.Option(help="Folders (or files) to find the input in, by its sha256.")],
+    bundles: Annotated[list[Path], typer.Option(help="Folders (or files) to find the bundle in, by its sha256.")],
+    backend: Annotated[Optional[BackendName], typer.Option(help="Replay on another backend than the logged one "
+                                                           "(then expect agreement within 1e-4, not identity)."
+                                                           )] = None,
+    json_out: JsonOpt = None,
+):
+    """Re-run one logged prediction from its image and bundle and say whether the outputs are identical (exit 0)
+    or not (exit 1, naming what differs)."""
+    from runtime.replay import find_record, replay
+
+    try:
+        found = replay(find_record(record), images, bundles, backend.value if backend else None)
+    except MnetError as error:
+        fail(error)
+    if json_out:
+        json_out.write_text(json.dumps(found, indent=2))
+    verdict = "[green]identical[/green]" if found["identical"] else (
+        "[yellow]agrees within 1e-4[/yellow]" if found["agrees"] else "[red]differs[/red]")
+    console.print(f"{verdict}: {found['image']} on {found['bundle']} ({found['backend']}); largest probability "
+                  f"difference {found['max_abs_probability_difference']:.2e}"
+                  + (f"; differing: {', '.join(found['differences'])}" if found["differences"] else ""),
+                  soft_wrap=True)
+    if not found["identical"]:
+        raise typer.Exit(1)
+
+
+app = typer.Typer(help="MelanomaNet Edge: explained predictions (run, abcde, bench, serve, doctor) and, with the "
+                       "`train` extra, synthetic data, training, calibration and evaluation.",
+                  rich_markup_mode=None, no_args_is_help=True, add_completion=False)
+for command in (run, abcde, bench, serve, doctor):
+    app.command()(command)
+app.add_typer(audit_app, name="audit")
+
+# Packages that add commands to `mnet` name a module here (pyproject's entry points); importing it registers them
+# on `app`. The training package does, so the runtime never imports it.
+COMMAND_PLUGINS = "mnet.commands"
+
+
+def main() -> None:
+    """The `mnet` entry point: the runtime's commands, and those of every installed plugin (training's)."""
+    from importlib.metadata import entry_points
+
+    for plugin in entry_points(group=COMMAND_PLUGINS):
+        plugin.load()
+    run_app(app, "mnet", "train")

@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from runtime.backends import BACKENDS
 from runtime.errors import MnetError
+from runtime.options import check_mm_per_px
 
 
 def _width(stream) -> int | None:
@@ -155,17 +157,14 @@ class LineProgress:
                       highlight=False)
 
 
-class BackendName(str, Enum):
-    ort_cpu = "ort-cpu"
-    ort_cuda = "ort-cuda"
-    ort_trt = "ort-trt"
-    tensorrt = "tensorrt"
+BackendName = Enum("BackendName", {name.replace("-", "_"): name for name in BACKENDS}, type=str)
 
 
 def positive(value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value} is not positive: give the millimetres one pixel spans, e.g. 0.02")
-    return value
+    try:
+        return check_mm_per_px(value)
+    except MnetError:
+        raise typer.BadParameter(f"{value} is not positive: give the millimetres one pixel spans, e.g. 0.02") from None
 
 
 def point(value: str | None) -> tuple[float, float] | None:
@@ -180,11 +179,20 @@ def point(value: str | None) -> tuple[float, float] | None:
         raise typer.BadParameter(str(error)) from None
 
 
-BackendOpt = Annotated[BackendName, typer.Option(help="ort-cpu, ort-cuda, ort-trt (ONNX Runtime providers) or "
-                                                 "tensorrt (a .engine file).")]
+BackendOpt = Annotated[BackendName, typer.Option(help=f"{', '.join(BACKENDS[:-1])} (ONNX Runtime providers) or "
+                                                      f"{BACKENDS[-1]} (a .engine file).")]
 MmOpt = Annotated[Optional[float], typer.Option(callback=positive, help="Millimetres per pixel from the "
                                                 "dermatoscope's calibration (diameters in mm; > 0).")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this JSON file.")]
+OperatorOpt = Annotated[Optional[str], typer.Option(help="Who runs the predictions (an operator id, not a patient's "
+                                                    "name), recorded in the audit log.")]
+DeviceIdOpt = Annotated[Optional[str], typer.Option(help="Which device or workstation, recorded in the audit log.")]
+LogNamesOpt = Annotated[bool, typer.Option(help="Also record each input's file name in the audit log (off: only its "
+                                           "sha256; names can identify a patient).")]
+AuditNewOpt = Annotated[bool, typer.Option(help="The audit log is broken: keep it aside (renamed) and start a new "
+                                           "chain that names it. Without it a broken log stops the run.")]
+AuditMaxMbOpt = Annotated[Optional[float], typer.Option(min=0.004, help="Rotate the audit log past this size in MB "
+                                                        "(the chain continues into the next file).")]
 LesionAtOpt = Annotated[Optional[str], typer.Option(
     "--lesion-at", metavar="X,Y", callback=point,
     help="Where the lesion is, in pixels from the image's top-left corner (e.g. 320,240): when the view holds "

@@ -34,7 +34,7 @@ from runtime.manifest import CLASS_DESCRIPTIONS
 from runtime.report import DEMO_DISCLAIMER, DISCLAIMER
 
 if TYPE_CHECKING:
-    from runtime.predictor import Result
+    from runtime.result import Result
 
 TILE_W, TILE_H, GAP = 440, 330, 16
 WIDTH = 3 * TILE_W + 4 * GAP

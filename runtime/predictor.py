@@ -5,70 +5,41 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from runtime.abcde.analyze import Analysis, analyze_view, bounded_view
 from runtime.abcde.api import check_point
+from runtime.audit import AuditLog, prediction_entry, sha256_bytes
 from runtime.backends import Backend, open_backend
-from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
+from runtime.contract import (
+    CAM_ACTIVATIONS,
+    CAM_CLASS,
+    CAM_GRADIENTS,
+    EMBEDDING,
+    IMAGE,
+    LOGITS,
+    MC_LOGITS,
+    MC_MASK,
+    check_graph,
+)
 from runtime.domain import domain_warnings
-from runtime.errors import ConfigError, MnetError
+from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
 from runtime.imageio import MAX_PIXELS, as_rgb_array, decode_image, read_image
 from runtime.manifest import find_class, sha256_file
+from runtime.options import ImageOptions, check_sampling
 from runtime.preprocess import preprocess
 from runtime.referral import review
-from runtime.uncertainty import Uncertainty, draw_mc_mask, mc_uncertainty, softmax
-
-
-@dataclass
-class Result:
-    image: str
-    image_size: tuple[int, int]
-    probabilities: np.ndarray
-    uncertainty: Uncertainty
-    cam_class: int
-    heatmap: np.ndarray
-    class_maps: np.ndarray
-    abcde: dict | None
-    alignment: dict | None
-    lesion_mask: np.ndarray | None
-    timings_ms: dict
-    model: dict
-    class_names: tuple[str, ...]
-    is_demo: bool
-    concepts: dict | None = None
-    referral: dict | None = None
-    temperature: float = 1.0
-    input_info: dict = field(default_factory=dict)
-    view_rgb: np.ndarray | None = None  # the image as analysed and drawn (at most MAX_ANALYSIS_SIDE px)
-    mc_seed: int | None = None
-
-    @property
-    def label(self) -> str:
-        return self.class_names[int(np.argmax(self.probabilities))]
-
-    def to_dict(self) -> dict:
-        from runtime.report import report_dict
-
-        return report_dict(self)
-
+from runtime.report import report_json
+from runtime.result import Result
+from runtime.uncertainty import draw_mc_mask, mc_uncertainty, softmax
 
 SERVED_LIMIT_FIX = ("Downscale it (a lesion needs a few megapixels at most), or start the server with a higher "
                     "--max-pixels.")
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    """What one image of a batch may ask for, over the predictor's defaults."""
-
-    cam_class: str | None = None
-    mm_per_px: float | None = None
-    lesion_at: tuple[float, float] | None = None
 
 
 @dataclass
@@ -89,24 +60,25 @@ class Predictor:
     def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
                  seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None,
                  lesion_at: tuple[float, float] | None = None,
-                 verify: bool = True, max_pixels: int = MAX_PIXELS):
+                 verify: bool = True, max_pixels: int = MAX_PIXELS, audit: AuditLog | str | Path | None = None):
         """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`.
-        `verify=False` runs an ONNX bundle without checking it against its sidecar; the report records it."""
+        `verify=False` runs an ONNX bundle without checking it against its sidecar; the report records it.
+        `audit`: a hash-chained log (runtime.audit) that gets one record per prediction (a path opens one)."""
         self.path = Path(model_path)
+        if isinstance(backend, Backend):
+            check_graph(backend)  # as open_backend checks every backend it opens
         self.backend = backend if isinstance(backend, Backend) else open_backend(model_path, backend, threads, verify)
         self.manifest = self.backend.manifest
         self.mc_samples = self.manifest.mc_samples if mc_samples is None else mc_samples
-        if not isinstance(self.mc_samples, int) or self.mc_samples < 1:
-            raise ConfigError(f"--mc-samples must be a whole number of at least 1, got {self.mc_samples}")
-        if mm_per_px is not None and not mm_per_px > 0:
-            raise ConfigError(f"--mm-per-px must be positive, got {mm_per_px}")
+        check_sampling(self.mc_samples, seed)
+        defaults = ImageOptions(None, mm_per_px, lesion_at)
         self.seed = seed
         self.referral = self.manifest.referral_rule
         features = self.backend.input(MC_MASK).shape[-1]
         self.mc_mask = draw_mc_mask(self.mc_samples, features, self.manifest.dropout_p, seed)
         self.with_abcde = abcde
-        self.mm_per_px = mm_per_px
-        self.lesion_at = lesion_at
+        self.mm_per_px = defaults.mm_per_px
+        self.lesion_at = defaults.lesion_at
         self.max_pixels = max_pixels
         self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
                            "sha256": self.backend.sha256 or sha256_file(self.path), "backend": self.backend.name,
@@ -117,6 +89,7 @@ class Predictor:
         # ABCD runs beside the network here; one thread per core, so that callers running `predict` from several
         # threads at once do not queue their ABCD behind one another (threads start only when needed).
         self.beside = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="abcde")
+        self.audit = AuditLog(audit) if isinstance(audit, (str, Path)) else audit
         self.concepts = None
         if self.manifest.concepts:
             from runtime.concepts import ConceptScorer
@@ -127,16 +100,13 @@ class Predictor:
         return find_class(name, self.manifest.class_names)
 
     def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
-                mm_per_px: float | None = None) -> Result:
-        """One explained prediction: `prepare` (decode, preprocess), then `measure` (ABCD, which needs only the
-        image) on a second thread while `infer` runs the network, then `explain` (uncertainty, GradCAM++, the
-        attention alignment, concepts): `predict_batch` of one image, its error raised. Its `total` timing is the
-        wall time of the whole."""
-        started = time.perf_counter()
-        result = self.predict_batch([image], names=[name], options=[ImageOptions(cam_class, mm_per_px)])[0]
+                mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None) -> Result:
+        """One explained prediction: `prepare` (decode, preprocess), then `run_network` (`infer`, with `measure`,
+        ABCD, on a second thread meanwhile), then `explain` (uncertainty, GradCAM++, the attention alignment,
+        concepts): `predict_batch` of one image, its error raised."""
+        result = self.predict_batch([image], names=[name], options=[ImageOptions(cam_class, mm_per_px, lesion_at)])[0]
         if isinstance(result, MnetError):
             raise result
-        result.timings_ms["total"] = _since(started)
         return result
 
     def prepare(self, image: str | Path | np.ndarray | bytes, name: str | None = None) -> Prepared:
@@ -163,6 +133,19 @@ class Predictor:
         prepared.timings["inference"] = _ms(started, time.perf_counter())
         return outputs
 
+    def run_network(self, prepared: Prepared, requested: int | None = None,
+                    options: ImageOptions = ImageOptions()) -> tuple[dict, Analysis | MnetError | None]:
+        """`infer`, with `measure` (ABCD, which needs only the image) on a second thread meanwhile: the one way an
+        image goes through the network, whether it came through `predict`, `mnet run` or the server. Returns the
+        network's outputs and the measurements (or the error measuring raised; None without ABCD)."""
+        measuring = self.beside.submit(self._attempt, self.measure, prepared, options.mm_per_px,
+                                       options.lesion_at) if self.with_abcde else None
+        try:
+            outputs = self.infer(prepared, requested)
+        finally:
+            measured = measuring.result() if measuring is not None else None
+        return outputs, measured
+
     def measure(self, prepared: Prepared, mm_per_px: float | None = None,
                 lesion_at: tuple[float, float] | None = None) -> Analysis:
         """ABCD on the prepared image's view (with the predictor's calibration and lesion point unless given)."""
@@ -179,8 +162,8 @@ class Predictor:
                 mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None,
                 measured: Analysis | None = None) -> Result:
         """Everything after the network: uncertainty, GradCAM++, ABCD (`measured` when `measure` already ran beside
-        the network, else here), the attention alignment and concepts. `total` is the sum of the stage timings, less
-        the time ABCD and the network ran at once."""
+        the network, as `run_network` does; else here), the attention alignment and concepts. `total` is the sum of
+        the stage timings, less the time ABCD and the network ran at once (docs/report.md)."""
         timings = prepared.timings
         mark = time.perf_counter()
         temperature = self.manifest.temperature
@@ -270,7 +253,7 @@ class Predictor:
             for index in ready:
                 outputs = self._attempt(self.infer, results[index], requested[index])
                 results[index] = (results[index], outputs) if isinstance(outputs, dict) else outputs
-        measured = {index: future.result() for index, future in measuring.items()}
+        measured = {index: future.result() for index, future in measuring.items()}  # as run_network, per batch
 
         def finish(item, asked: ImageOptions, requested_class: int | None, position: int):
             if not isinstance(item, tuple):
@@ -280,7 +263,26 @@ class Predictor:
                 return found
             return self._attempt(self.explain, item[0], item[1], requested_class, asked.mm_per_px, asked.lesion_at,
                                  found)
-        return list(each(finish, results, options, requested, range(len(results))))
+        finished = list(each(finish, results, options, requested, range(len(results))))
+        if self.audit is not None:
+            self._log(images, names, options, finished)
+        return finished
+
+    def _log(self, images: list, names: list, options: list[ImageOptions], results: list) -> None:
+        """One audit record per prediction made: the input's sha256 (never its pixels), the settings, the
+        outputs and the sha256 of the report as `report_json` serialises it (what a server sends)."""
+        for image, name, asked, result in zip(images, names, options, results):
+            if isinstance(result, MnetError):
+                continue
+            self.audit.record(prediction_entry(
+                report_json(result.to_dict()), self.manifest, self.audit_options(asked),
+                input_sha256=input_digest(image), input_name=(name or result.image)
+                if self.audit.identity.log_names else None))
+
+    def audit_options(self, asked: ImageOptions = ImageOptions()) -> dict:
+        """The settings a replay needs beside T and the seed: what the image asked for, over the defaults."""
+        return {"class": asked.cam_class, "mm_per_px": asked.mm_per_px or self.mm_per_px,
+                "lesion_at": list(asked.lesion_at or self.lesion_at or []) or None, "abcde": self.with_abcde}
 
     def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:
         started = time.perf_counter()
@@ -308,6 +310,16 @@ class Predictor:
     def close(self):
         self.beside.shutdown()
         self.backend.close()
+
+
+def input_digest(image) -> str:
+    """The sha256 of an input as given: a file's bytes, encoded bytes, or an array's pixels (with its shape)."""
+    if isinstance(image, (str, Path)):
+        return sha256_file(image)
+    if isinstance(image, (bytes, bytearray)):
+        return sha256_bytes(bytes(image))
+    array = np.ascontiguousarray(image)
+    return sha256_bytes(f"{array.shape}{array.dtype}".encode() + array.tobytes())
 
 
 def _since(start: float) -> float:

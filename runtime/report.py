@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from runtime.manifest import CLASS_DESCRIPTIONS
 
 if TYPE_CHECKING:
-    from runtime.predictor import Result
+    from runtime.result import Result
 
 REPORT_SCHEMA = "mnet.report/1"
 DEMO_DISCLAIMER = ("DEMO WEIGHTS trained on synthetic lesions: these outputs say nothing about this lesion. "
@@ -18,6 +19,12 @@ DISCLAIMER = ("Research software, not a medical device: outputs are not validate
 
 def disclaimer(is_demo: bool) -> str:
     return f"{DEMO_DISCLAIMER} {DISCLAIMER}" if is_demo else DISCLAIMER
+
+
+def report_json(report: dict) -> bytes:
+    """A report as a server sends it and the audit log hashes it: compact JSON, keys in the report's own order
+    (classes in the model's order)."""
+    return json.dumps(report, separators=(",", ":")).encode()
 
 
 def report_dict(result: Result) -> dict:

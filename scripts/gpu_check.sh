@@ -40,7 +40,7 @@ for model in tf_efficientnetv2_s@384 tf_efficientnetv2_b0@224; do
 done
 
 elapsed "Training on CUDA (AMP), a torchrun launch with --sync-bn, evaluation on CUDA with bootstrap intervals"
-mnet="python3 -m melanomanet.cli"
+mnet="python3 -m runtime"
 $mnet synth "$work/data-train" --count 240 --size 128 --seed 0 > /dev/null
 timeout 150 $mnet train --data "$work/data-train" --out "$work/train" --epochs 4 --image-size 128 --batch-size 32 \
     --lr 2e-3 --early-stopping 3 --save-every 2

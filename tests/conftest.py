@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
+TRAINED_FIXTURES = {"trained", "checkpoint", "bundle"}
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
 REAL_GROUND_TRUTH = SHARED_DATA / "isic2019" / "ISIC_2019_Training_GroundTruth.csv"
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs the trained model (trained, exported, or both) is slow, whether or not it says so."""
+    for item in items:
+        if TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -64,17 +72,17 @@ def schema_errors(document: dict, name: str = "report") -> list[str]:
 
 @pytest.fixture(autouse=True, scope="session")
 def every_report_is_checked_against_its_schema():
-    """Every report any test makes in this process (Result.to_dict, the batch's and the server stub's replies
-    are built by runtime.report.report_dict) must follow the published mnet.report/1 schema."""
-    import runtime.report
+    """Every report any test makes in this process (Result.to_dict, which the batch and the server's replies
+    call, builds it with runtime.report.report_dict) must follow the published mnet.report/1 schema."""
+    import runtime.result
 
-    original = runtime.report.report_dict
+    original = runtime.result.report_dict
 
     def checked(result):
         made = original(result)
         errors = schema_errors(made)
         assert not errors, f"a report breaks runtime/schema/report.schema.json: {errors[:5]}"
         return made
-    runtime.report.report_dict = checked
+    runtime.result.report_dict = checked
     yield
-    runtime.report.report_dict = original
+    runtime.result.report_dict = original

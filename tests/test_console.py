@@ -105,7 +105,7 @@ MISSING_EXTRAS = textwrap.dedent("""
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
     sys.meta_path.insert(0, Block())
     sys.argv = sys.argv[1:]
-    from melanomanet.cli import main as mnet
+    from runtime.cli import main as mnet
     from export.cli import main as mnet_export
     (mnet_export if sys.argv[0] == "mnet-export" else mnet)()
 """)

@@ -26,8 +26,8 @@ def test_two_gloo_processes_train_disjoint_shards_and_resume(tmp_path):
     write_dataset(data, count=81, seed=1, size=64)
     common = ["--data", str(data), "--out", str(run), "--image-size", "64", "--batch-size", "8", "--lr", "3e-3"]
     first = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                  "-m", "melanomanet.train", *common, "--epochs", "2"], tmp_path)
-    second = _run([sys.executable, "-m", "melanomanet.cli", "train", *common, "--epochs", "4", "--nproc", "2",
+                  "-m", "melanomanet.rank", *common, "--epochs", "2"], tmp_path)
+    second = _run([sys.executable, "-m", "runtime", "train", *common, "--epochs", "4", "--nproc", "2",
                    "--resume", str(run / "last.safetensors")], tmp_path)
 
     history = json.loads((run / "history.json").read_text())

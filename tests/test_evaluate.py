@@ -100,7 +100,7 @@ def test_a_split_of_one_class_is_scored_without_auc(checkpoint, tmp_path):
     assert report["auc"] is None and report["isic"]["macro_auc"] is None and report["isic_official"] is None
 
 
-def test_an_unknown_split_is_refused(checkpoint, tmp_path):
-    result = CliRunner().invoke(app, ["eval", "--data", str(tmp_path), "--checkpoint", str(checkpoint),
+def test_an_unknown_split_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "--data", str(tmp_path), "--checkpoint", "run/best.safetensors",
                                       "--split", "validation"])
     assert result.exit_code == 2 and "'train', 'val', 'test'" in result.output

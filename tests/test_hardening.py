@@ -270,7 +270,7 @@ def test_the_output_folder_is_checked_and_another_runs_folder_refused(bundle, tm
 def test_a_run_killed_at_any_point_resumes_to_one_complete_report_per_input(bundle, tmp_path):
     inputs = _small_images(tmp_path / "in", 200)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "melanomanet.cli", "run", str(inputs), "--model", str(bundle), "-o", str(out),
+    command = [sys.executable, "-m", "runtime", "run", str(inputs), "--model", str(bundle), "-o", str(out),
                "--mc-samples", "2", "--no-abcde", "--threads", "1"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     for kill_after_rows in (15, 70, 140):
@@ -365,8 +365,9 @@ def test_abcde_exits_1_with_the_reason_when_the_prior_is_another_lesion(tmp_path
     (["--backend", "cuda"], "'ort-cpu', 'ort-cuda', 'ort-trt', 'tensorrt'"),
     (["--threads", "-2"], "--threads"),
 ])
-def test_run_refuses_values_it_cannot_honour(bundle, arguments, message, tmp_path):
-    result = CliRunner().invoke(app, ["run", str(SAMPLES), "--model", str(bundle), "-o", str(tmp_path), *arguments])
+def test_run_refuses_values_it_cannot_honour(arguments, message, tmp_path):
+    """Refused while the command line is parsed: no model is opened (the path need not exist)."""
+    result = CliRunner().invoke(app, ["run", str(SAMPLES), "--model", "model.onnx", "-o", str(tmp_path), *arguments])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 

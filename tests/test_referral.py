@@ -12,7 +12,7 @@ from runtime.domain import domain_warnings
 from runtime.manifest import CLASS_NAMES
 from runtime.referral import MALIGNANT_CLASSES, ReferralRule, review
 from runtime.uncertainty import Uncertainty
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, SHARED_DATA
 
 
 def confident(label: str, p: float = 0.74) -> tuple[Uncertainty, np.ndarray]:
@@ -78,3 +78,29 @@ def test_a_greyscale_tiff_is_referred_and_no_badge_is_green(bundle, tmp_path):
         assert badge == (RED if shown.uncertainty.flagged else MUTED) and badge != GREEN
         if shown.label in MALIGNANT_CLASSES:
             assert shown.uncertainty.flagged
+
+
+def test_the_shipped_samples_are_dermoscopy_to_the_domain_check():
+    for path in sorted(SAMPLES.glob("*.jpg")):
+        assert domain_warnings(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)) == [], path
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "real" / "pad-ufes-20").is_dir(), reason="../shared/data/real not beside "
+                                                                                 "the checkout")
+def test_phone_photos_are_flagged_and_dermoscopy_is_not():
+    """On a fixed subset of the data it was fitted on (studies/domain_check.py has the cross-validated figures):
+    most PAD-UFES-20 phone photos are flagged, almost no dermoscopic image."""
+    from sklearn.metrics import roc_auc_score
+
+    from runtime.domain import NOT_DERMOSCOPY_THRESHOLD, not_dermoscopy_score
+
+    real = SHARED_DATA / "real"
+    phone = sorted((real / "pad-ufes-20" / "images").glob("*"))[:40]
+    dermoscopy = sorted((real / "isic2017" / "images").glob("*.jpg"))[:40] + sorted(
+        (real / "ph2" / "images").glob("*.jpg"))[:20]
+    scores = {path: not_dermoscopy_score(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+              for path in phone + dermoscopy}
+    labels = [path in phone for path in scores]
+    assert roc_auc_score(labels, list(scores.values())) >= 0.9
+    assert np.mean([scores[path] > NOT_DERMOSCOPY_THRESHOLD for path in phone]) >= 0.6
+    assert np.mean([scores[path] > NOT_DERMOSCOPY_THRESHOLD for path in dermoscopy]) <= 0.05

@@ -216,13 +216,18 @@ class Server:
             self.close()
 
     def close(self) -> None:
-        """Kill what is left of the group (a no-op after a clean stop), then reap it."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(30)
+        kill_group(self.process)
         self.log.close()
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """Kill what is left of a process group started with start_new_session (nothing after a clean stop), then
+    reap its leader."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(30)
 
 
 @pytest.fixture
@@ -293,8 +298,13 @@ def test_served_reports_equal_in_process_ones(server, bundle, tmp_path, scheme):
         assert ours["abcde"]["status"] == theirs["abcde"]["status"]
         assert ours["abcde"]["segmentation"]["flags"] == theirs["abcde"]["segmentation"]["flags"]
         assert ours["input"] == theirs["input"] and ours["model"] == theirs["model"]
+        for key in ("uncertainty", "referral", "abcde", "gradcampp", "concepts"):
+            assert_same_tree(ours[key], theirs[key], key)
         for suffix in (".png", ".gradcampp.png"):
             assert cv2.imread(str(served / f"{path.stem}{suffix}")) is not None
+        heatmaps = [cv2.imread(str(folder / f"{path.stem}.gradcampp.png"), cv2.IMREAD_UNCHANGED)
+                    for folder in (local, served)]
+        assert np.abs(heatmaps[0].astype(int) - heatmaps[1].astype(int)).max() <= 1
     rows = [line.split(",")[:6] for line in (served / "summary.csv").read_text().splitlines()]
     assert rows == [line.split(",")[:6] for line in (local / "summary.csv").read_text().splitlines()]
 
@@ -314,6 +324,23 @@ def test_a_json_client_like_curl_gets_the_report(server):
     report = json.loads(outputs[0]["data"][0])
     assert report["image"] == SAMPLE_FILES[4].name and report["schema"] == "mnet.report/1"
     assert report["prediction"]["label"] == Predictor(Path(server.bundle)).predict(SAMPLE_FILES[4]).label
+
+
+def assert_same_tree(ours, theirs, where: str, tolerance: float = 1e-4) -> None:
+    """Equal JSON trees, numbers within `tolerance` (relative, and absolute near 0): the server runs the same
+    pipeline in its own environment (numpy 1.26, OpenCV 4.11)."""
+    if isinstance(ours, dict):
+        assert ours.keys() == theirs.keys(), where
+        for key in ours:
+            assert_same_tree(ours[key], theirs[key], f"{where}.{key}", tolerance)
+    elif isinstance(ours, list):
+        assert len(ours) == len(theirs), where
+        for index, (first, second) in enumerate(zip(ours, theirs)):
+            assert_same_tree(first, second, f"{where}[{index}]", tolerance)
+    elif isinstance(ours, float) and not isinstance(theirs, bool):
+        assert theirs == pytest.approx(ours, rel=tolerance, abs=tolerance), where
+    else:
+        assert ours == theirs, where
 
 
 def truncated_jpeg() -> bytes:
@@ -436,11 +463,7 @@ def test_the_bls_repository_runs_on_the_real_server(bundle, tmp_path):
         try:
             process.wait(60)
         finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(30)
+            kill_group(process)
 
 
 STAND_IN = '''
@@ -502,3 +525,28 @@ def test_the_readme_serving_commands_run_as_printed(server, tmp_path):
             assert report["schema"] == "mnet.report/1" and report["prediction"]["label"] in report["prediction"][
                 "probabilities"]
     assert (tmp_path / "served" / "summary.csv").exists() and (tmp_path / "repo" / "melanomanet").is_dir()
+
+
+@needs_server
+def test_every_instance_of_a_served_model_appends_to_one_audit_chain(bundle, started, tmp_path):
+    """Two model instances (processes) answer 12 requests at once; the log holds one record per answer, the
+    report's sha256 is that of the JSON the client got, and the chain verifies."""
+    import hashlib
+
+    from runtime.audit import verify
+    from runtime.sbom import sbom_sha256
+
+    log = tmp_path / "served.jsonl"
+    server = started(bundle, "--instances", "2", "--audit", str(log), "--operator", "op9", "--device-id", "rack-1")
+    data = SAMPLE_FILES[1].read_bytes()
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: ask(server, data), range(12)))
+    assert server.stop() == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    predictions = [row for row in rows if row["kind"] == "prediction"]
+    assert len(predictions) == 12 and verify([log]) == []
+    assert rows[0]["operator"] == "op9" and rows[0]["sbom_sha256"] == sbom_sha256(
+        [str(serving_environment().site_packages)])
+    sent = {hashlib.sha256(reply.as_numpy("report")[0, 0]).hexdigest() for reply in replies}
+    assert {row["report_sha256"] for row in predictions} == sent
+    assert {row["input_sha256"] for row in predictions} == {hashlib.sha256(data).hexdigest()}

@@ -17,6 +17,7 @@ from melanomanet.model import intermediate_layers
 from runtime.contract import OUTPUTS
 from runtime.errors import ConfigError, MnetError
 from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
+from runtime.sbom import sbom_sha256
 
 
 def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None = None) -> Path:
@@ -63,7 +64,8 @@ def bundle_manifest(source: Source, spec: ExportSpec, layer: str, outputs, conce
         spec.image_size, source.manifest.preprocessing.mean, source.manifest.preprocessing.std,
         source.manifest.preprocessing.interpolation)
     extra = {**source.manifest.extra, "inputs": list(spec.input_names), "opset": spec.opset,
-             "dynamic_batch": spec.dynamic_batch and not spec.intermediate, "source_file": source.path.name}
+             "dynamic_batch": spec.dynamic_batch and not spec.intermediate, "source_file": source.path.name,
+             "export_sbom_sha256": sbom_sha256()}
     extra.pop("train_config", None)
     return source.manifest.with_updates(
         preprocessing=preprocessing, target_layer=layer, mc_samples=spec.mc_samples, outputs=shapes,

@@ -21,6 +21,7 @@ from runtime.abcde.palette import to_lab
 from runtime.abcde.quality import centroid
 from runtime.abcde.segment import Segmentation, segment, working_image
 from runtime.abcde.shape import region, region_inside
+from runtime.options import check_mm_per_px, check_position
 
 PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 0.5 x colour count: the A, B and C "
                       "terms of the Total Dermoscopy Score. Its D term counts dermoscopic structures, which are not "
@@ -51,6 +52,7 @@ def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndar
 def analyze_with_mask(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None,
                       lesion_at: tuple[float, float] | None = None) -> Analysis:
     """`analyze`, with the lesion mask at the image's size (None unless measured)."""
+    mm_per_px, lesion_at = check_mm_per_px(mm_per_px, "mm_per_px"), check_position(lesion_at, "lesion_at")
     if mask is not None:
         return _measure(image_rgb, mm_per_px, mask)
     view, factor = bounded_view(image_rgb)

@@ -11,6 +11,7 @@ from runtime.abcde.evolution import evolution, register
 from runtime.abcde.overlay import abcde_overlay, evolution_overlay
 from runtime.errors import ConfigError, ImageError
 from runtime.imageio import load_image
+from runtime.options import check_position
 
 
 def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | None = None,
@@ -35,13 +36,10 @@ def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | Non
 
 def parse_point(value: str, option: str = "--lesion-at") -> tuple[float, float]:
     """'X,Y' (pixels of the upright image) -> (x, y)."""
-    try:
-        x, y = (float(part) for part in value.split(","))
-    except ValueError:
-        raise ConfigError(f"{option} {value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240") from None
-    if not (x >= 0 and y >= 0):
-        raise ConfigError(f"{option} {value!r}: X and Y are pixel positions, 0 or more")
-    return x, y
+    parts = value.split(",")
+    if len(parts) != 2:
+        raise ConfigError(f"{option} {value!r} is not X,Y: give the lesion's pixel position, e.g. 320,240")
+    return check_position(parts, option)
 
 
 def check_point(point: tuple[float, float] | None, rgb: np.ndarray, image: str | Path) -> None:

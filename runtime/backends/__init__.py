@@ -6,11 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from runtime.backends.base import Backend, TensorSpec
+from runtime.backends.onnxruntime import PROVIDERS
 from runtime.contract import check_graph
 from runtime.errors import BackendError, ManifestError
 from runtime.manifest import Manifest, read_sidecar, sidecar_path
 
-BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+# The names `--backend` takes, in one place: ONNX Runtime's provider stacks, then TensorRT engines.
+BACKENDS = (*PROVIDERS, "tensorrt")
 
 
 ENGINE_SUFFIXES = (".engine", ".plan")

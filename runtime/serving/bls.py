@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, TensorSpec
-from runtime.contract import IMAGE, MC_MASK, OUTPUTS
+from runtime.contract import EMBEDDING, IMAGE, MC_MASK, OUTPUTS
 from runtime.errors import BackendError
 from runtime.manifest import read_sidecar
 
@@ -27,7 +27,7 @@ class TritonBlsBackend(Backend):
         self.pb_utils = pb_utils
         size = self.manifest.preprocessing.image_size
         batch = None if self.manifest.extra.get("dynamic_batch") else 1
-        features = self.manifest.outputs["embedding"][-1]
+        features = self.manifest.outputs[EMBEDDING][-1]
         self.inputs = (TensorSpec(IMAGE, np.dtype(np.float32), (batch, 3, size, size)),
                        TensorSpec(MC_MASK, np.dtype(np.float32), (None, features)))
         self.outputs = tuple(TensorSpec(name, np.dtype(np.float32), tuple(

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from runtime.batch import Rendered
 from runtime.errors import ConfigError, ImageError, MnetError, ServingError
 from runtime.manifest import find_class
+from runtime.render import Rendered
 from runtime.serving.protocol import HEATMAP_OUTPUT, IMAGE_INPUT, MODEL_NAME, PANEL_OUTPUT, REPORT_OUTPUT
 
 OUTPUTS = (REPORT_OUTPUT, HEATMAP_OUTPUT, PANEL_OUTPUT)
@@ -120,11 +120,12 @@ class ServedModel:
         return Rendered(json.loads(report), heatmap, panel or None)
 
     @staticmethod
-    def infer(prepared: Rendered, requested: int | None = None) -> Rendered:
-        return prepared
+    def run_network(prepared: Rendered, requested: int | None = None) -> tuple[Rendered, None]:
+        """The server ran the whole pipeline already (`prepare` sent the request)."""
+        return prepared, None
 
     @staticmethod
-    def explain(prepared: Rendered, outputs: Rendered, requested: int | None = None) -> Rendered:
+    def explain(prepared: Rendered, outputs: Rendered, requested: int | None = None, measured=None) -> Rendered:
         return outputs
 
 

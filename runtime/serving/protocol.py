@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.abcde.api import parse_point
-from runtime.batch import render_outputs
 from runtime.errors import ConfigError, ImageError, MnetError
 from runtime.manifest import find_class
-from runtime.predictor import ImageOptions, Predictor, Result
+from runtime.options import ImageOptions, check_mm_per_px
+from runtime.predictor import Predictor
+from runtime.render import render_outputs
+from runtime.report import report_json
+from runtime.result import Result
 
 MODEL_NAME = "melanomanet"
 ONNX_MODEL_NAME = "melanomanet_onnx"
@@ -53,21 +55,9 @@ def parse_request(parameters: dict, class_names: tuple[str, ...]) -> tuple[str, 
         cam_class = class_names[find_class(str(cam_class), class_names)]
     lesion_at = parameters.get("lesion_at")
     return (str(parameters.get("name", "request")),
-            ImageOptions(cam_class, _positive(parameters.get("mm_per_px")),
+            ImageOptions(cam_class, check_mm_per_px(parameters.get("mm_per_px"), "mm_per_px"),
                          None if lesion_at is None else parse_point(str(lesion_at), "lesion_at")),
             _flag(parameters.get("panel", False)))
-
-
-def _positive(value) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not number > 0:
-        raise ConfigError(f"mm_per_px {value!r} is not a positive number: give the millimetres one pixel spans")
-    return number
 
 
 def _flag(value) -> bool:
@@ -144,7 +134,7 @@ def reply_arrays(result: Result, panel: bool) -> dict[str, np.ndarray]:
     """A reply's output tensors for one image (batch axis of 1): the report JSON, the probabilities, the
     heatmap PNG and the panel PNG (empty unless asked for)."""
     rendered = render_outputs(result, panel)
-    return {REPORT_OUTPUT: np.array([[json.dumps(rendered.report).encode()]], dtype=object),
+    return {REPORT_OUTPUT: np.array([[report_json(rendered.report)]], dtype=object),
             PROBABILITIES_OUTPUT: result.probabilities.astype(np.float32)[None],
             HEATMAP_OUTPUT: np.array([[rendered.heatmap_png]], dtype=object),
             PANEL_OUTPUT: np.array([[rendered.panel_png or b""]], dtype=object)}

@@ -45,6 +45,11 @@ class ServingOptions:
     fp16: bool = True  # the production repository's TensorRT precision
     sys_path: tuple[str, ...] = ()  # folders holding `runtime` and its packages, when Triton's Python lacks them
     max_pixels: int = 50_000_000  # a request's image may declare at most this many pixels
+    audit: str | None = None  # the audit log every instance appends to (opened by the launcher first)
+    operator: str | None = None
+    device_id: str | None = None
+    log_names: bool = False
+    audit_max_bytes: int | None = None  # rotate the audit log past this size
 
     def __post_init__(self):
         for name in ("max_batch", "instances", "max_pixels"):
@@ -84,6 +89,10 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
                        "demo_weights": "true" if manifest.is_demo else "false"})
     if options.sys_path:
         parameters["sys_path"] = os.pathsep.join(options.sys_path)
+    if options.audit:
+        parameters.update({"audit": options.audit, "operator": options.operator or "",
+                           "device_id": options.device_id or "", "log_names": str(options.log_names).lower(),
+                           "audit_max_bytes": str(options.audit_max_bytes or "")})
     (out / MODEL_NAME / "config.pbtxt").write_text(python_config(manifest, options, parameters))
     (out / "README.md").write_text(repository_readme(manifest, standalone))
     return out

@@ -139,8 +139,19 @@ def triton_command(environment: ServingEnvironment, repository: Path, backends: 
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--log-verbose=0"]
 
 
+def open_serving_audit(options: ServingOptions, environment: ServingEnvironment, start_new: bool = False) -> None:
+    """Open (and start) the audit log before Triton starts, so an unwritable or broken log stops `mnet serve` at
+    once; its start record carries the serving environment's SBOM sha256 (what the model instances run with)."""
+    from runtime.audit import AuditLog, Identity
+    from runtime.sbom import sbom_sha256
+
+    AuditLog(options.audit, Identity(options.operator, options.device_id, options.log_names,
+                                     sbom_sha256([str(environment.site_packages)])), options.audit_max_bytes,
+             start_new)
+
+
 def serve(model: Path, endpoints: Endpoints, options: ServingOptions, environment_root: Path | None = None,
-          announce=print) -> int:
+          announce=print, audit_new: bool = False) -> int:
     """Start Triton on `model` and block until it stops; SIGINT or SIGTERM lets in-flight requests finish, then
     it exits 0. Returns Triton's exit code."""
     environment = serving_environment(environment_root)
@@ -150,6 +161,8 @@ def serve(model: Path, endpoints: Endpoints, options: ServingOptions, environmen
     for port in sorted(ports):
         check_port_free(endpoints.host, port)
     options = ServingOptions(**{**options.__dict__, "sys_path": (str(PROJECT_ROOT),)})
+    if options.audit:
+        open_serving_audit(options, environment, audit_new)
     with tempfile.TemporaryDirectory(prefix="mnet-serve-") as folder:
         work = Path(folder)
         repository = write_repository(model, work / "repository", options, standalone=True, link=True)

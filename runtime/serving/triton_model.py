@@ -31,14 +31,22 @@ class TritonPythonModel:
 
         bundle = os.path.join(args["model_repository"], args["model_version"], parameters["bundle"])
         limit = int(parameters["max_pixels"])
+        audit = None
+        if parameters.get("audit"):
+            from runtime.audit import AuditLog, Identity
+
+            audit = AuditLog(parameters["audit"], Identity(parameters.get("operator") or None,
+                                                           parameters.get("device_id") or None,
+                                                           parameters.get("log_names") == "true"),
+                             int(parameters["audit_max_bytes"]) if parameters.get("audit_max_bytes") else None)
         if parameters.get("mode", "standalone") == "bls":
             from runtime.serving.bls import TritonBlsBackend
 
             self.predictor = Predictor(bundle, backend=TritonBlsBackend(bundle, parameters["onnx_model"], pb_utils),
-                                       max_pixels=limit)
+                                       max_pixels=limit, audit=audit)
         else:
             self.predictor = Predictor(bundle, backend=parameters.get("backend", "ort-cpu"),
-                                       threads=int(parameters.get("threads", "0")), max_pixels=limit)
+                                       threads=int(parameters.get("threads", "0")), max_pixels=limit, audit=audit)
 
     def execute(self, requests):
         from runtime.serving.protocol import IMAGE_INPUT, answer, is_client_error

@@ -1,0 +1,5 @@
+"""`python -m runtime`: the `mnet` command line."""
+
+from runtime.cli import main
+
+main()
