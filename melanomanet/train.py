@@ -118,10 +118,12 @@ def make_loaders(config: TrainConfig, image_root: Path, labels, splits, preproce
     if dist.enabled:
         sampler = torch.utils.data.DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True,
                                                       seed=config.seed)
+    per_rank = len(sampler) if sampler is not None else len(train_set)
     train_loader = torch.utils.data.DataLoader(
         train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
         num_workers=config.workers, collate_fn=collate_skipping,
-        generator=torch.Generator().manual_seed(config.seed))
+        generator=torch.Generator().manual_seed(config.seed),
+        drop_last=per_rank % config.batch_size == 1)  # a last batch of one image cannot train batch norm
     val_set = IsicDataset(image_root, labels, splits["val"][dist.rank::dist.world_size], preprocessing)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=config.batch_size, num_workers=config.workers,
                                              collate_fn=collate_skipping)

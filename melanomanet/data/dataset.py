@@ -19,7 +19,7 @@ from runtime.preprocess import preprocess
 class IsicDataset(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, labels: Labels, indices: np.ndarray, preprocessing: Preprocessing,
                  train: bool = False, seed: int = 0):
-        self.root = Path(root)
+        self.root = root if isinstance(root, dict) else Path(root)
         self.labels = labels
         self.indices = np.asarray(indices)
         self.preprocessing = preprocessing

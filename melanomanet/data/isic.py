@@ -80,7 +80,10 @@ def class_weights(targets: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> n
     return weights.astype(np.float32)
 
 
-def image_path(root: Path, name: str) -> Path:
+def image_path(root: Path | dict, name: str) -> Path:
+    """An image's file: looked up by name in a layout's index (HAM10000's several folders) or beside the CSV."""
+    if isinstance(root, dict):
+        return root[name]
     for suffix in (".jpg", ".jpeg", ".png"):
         candidate = root / f"{name}{suffix}"
         if candidate.exists():
@@ -104,6 +107,8 @@ def prepare_data(data: str | Path, seed: int, skip_missing: bool = False):
     """The folder's labels and its seeded 70/15/15 split: (image folder, labels, split name -> indices, missing
     image names). Missing images are an error naming the fix, or with `skip_missing` left out of every split."""
     root = Path(data)
+    if root.is_dir() and (root / "HAM10000_metadata.csv").is_file():
+        return prepare_ham10000(root, seed, skip_missing)
     labels = read_ground_truth(find_ground_truth(root))
     image_root = root if root.is_dir() else root.parent
     missing = find_missing(image_root, labels)
@@ -116,3 +121,18 @@ def prepare_data(data: str | Path, seed: int, skip_missing: bool = False):
         if len(splits["train"]) == 0:
             raise DatasetError(f"{image_root}: every listed image is missing; nothing to train on")
     return image_root, labels, splits, missing
+
+
+def prepare_ham10000(root: Path, seed: int, skip_missing: bool):
+    """`prepare_data` for the HAM10000 release: split by lesion (no lesion in two splits), stratified by class."""
+    from melanomanet.data.ham10000 import grouped_split, read_ham10000
+
+    files, labels, lesions = read_ham10000(root)
+    missing = [name for name in labels.images if name not in files]
+    if missing and not skip_missing:
+        raise DatasetError(missing_images_message(root, missing, len(labels.images)))
+    splits = grouped_split(labels.targets, lesions, seed)
+    if missing:
+        present = np.isin(np.asarray(labels.images), list(files))
+        splits = {name: indices[present[indices]] for name, indices in splits.items()}
+    return files, labels, splits, missing
