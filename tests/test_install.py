@@ -5,7 +5,6 @@ the locked versions of requirements/runtime.txt, no PyTorch, timm or torchvision
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -86,7 +85,7 @@ def test_training_commands_name_their_extra(runtime_venv, command, tmp_path):
 def test_serving_runs_from_the_installed_package(runtime_venv, bundle, tmp_path):
     """`mnet serve` finds the serving environment from $MNET_SERVING_ENV (make install builds .venv-serve), and
     the installed package, not a checkout, is what the Triton model imports."""
-    from tests.test_serving import free_ports, kill_group, serving_available
+    from tests.test_serving import free_ports, serving_available, stop_group
 
     if not serving_available():
         pytest.skip("no serving environment (make install builds it)")
@@ -111,8 +110,4 @@ def test_serving_runs_from_the_installed_package(runtime_venv, bundle, tmp_path)
         assert served.returncode == 0, served.stderr[-3000:]
         assert (tmp_path / "served" / "ISIC_0034335.json").exists()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        finally:
-            kill_group(server)
+        stop_group(server)

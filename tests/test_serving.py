@@ -220,6 +220,15 @@ class Server:
         self.log.close()
 
 
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM (in-flight requests finish), then whatever is left of the group killed."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    finally:
+        kill_group(process)
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """Kill what is left of a process group started with start_new_session (nothing after a clean stop), then
     reap its leader."""
@@ -459,11 +468,7 @@ def test_the_bls_repository_runs_on_the_real_server(bundle, tmp_path):
         assert np.abs(got - local.probabilities).max() <= 1e-5
         assert served.report["model"]["backend"] == "triton-bls"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        finally:
-            kill_group(process)
+        stop_group(process)
 
 
 STAND_IN = '''
