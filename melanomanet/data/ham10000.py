@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanomanet.data.isic import SPLITS, Labels
+from melanomanet.data.labels import SPLITS, Labels, missing_images_message
 from runtime.errors import DatasetError
 from runtime.manifest import CLASS_NAMES
 
@@ -74,3 +74,16 @@ def describe(labels: Labels, missing: list[str]) -> str:
     absent = [name for name, n in counts.items() if not n]
     return (f"HAM10000: {len(labels.images):,} labelled images ({found}); absent, so never predicted from this data: "
             f"{', '.join(absent)}" + (f"; {len(missing):,} listed without a file" if missing else ""))
+
+
+def prepare_ham10000(root: Path, seed: int, skip_missing: bool):
+    """`prepare_data` for the HAM10000 release: split by lesion (no lesion in two splits), stratified by class."""
+    files, labels, lesions = read_ham10000(root)
+    missing = [name for name in labels.images if name not in files]
+    if missing and not skip_missing:
+        raise DatasetError(missing_images_message(root, missing, len(labels.images)))
+    splits = grouped_split(labels.targets, lesions, seed)
+    if missing:
+        present = np.isin(np.asarray(labels.images), list(files))
+        splits = {name: indices[present[indices]] for name, indices in splits.items()}
+    return files, labels, splits, missing

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from melanomanet.data.ham10000 import is_ham10000, prepare_ham10000
+from melanomanet.data.labels import SPLITS, Labels, missing_images_message
 from runtime.errors import DatasetError
 from runtime.manifest import CLASS_NAMES
 
+__all__ = ["SPLITS", "Labels", "DatasetError", "prepare_data", "class_weights", "image_path", "read_ground_truth",
+           "stratified_split", "find_ground_truth"]
+
 GROUND_TRUTH_NAMES = ("ISIC_2019_Training_GroundTruth.csv",)
-SPLITS = ("train", "val", "test")
 
-
-
-@dataclass(frozen=True)
-class Labels:
-    images: tuple[str, ...]
-    targets: np.ndarray
-
-    def counts(self) -> dict[str, int]:
-        counted = np.bincount(self.targets, minlength=len(CLASS_NAMES))
-        return {name: int(n) for name, n in zip(CLASS_NAMES, counted)}
 
 
 def find_ground_truth(root: str | Path) -> Path:
@@ -97,17 +90,11 @@ def find_missing(root: str | Path, labels: Labels) -> list[str]:
     return [name for name in labels.images if name not in present]
 
 
-def missing_images_message(root: Path, missing: list[str], total: int) -> str:
-    shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
-    return (f"{root}: {len(missing):,} of {total:,} images listed in the ground-truth CSV are missing "
-            f"({shown}). Put the ISIC 2019 images beside the CSV, or pass --skip-missing to train on the rest.")
-
-
 def prepare_data(data: str | Path, seed: int, skip_missing: bool = False):
     """The folder's labels and its seeded 70/15/15 split: (image folder, labels, split name -> indices, missing
     image names). Missing images are an error naming the fix, or with `skip_missing` left out of every split."""
     root = Path(data)
-    if root.is_dir() and (root / "HAM10000_metadata.csv").is_file():
+    if root.is_dir() and is_ham10000(root):
         return prepare_ham10000(root, seed, skip_missing)
     labels = read_ground_truth(find_ground_truth(root))
     image_root = root if root.is_dir() else root.parent
@@ -122,17 +109,3 @@ def prepare_data(data: str | Path, seed: int, skip_missing: bool = False):
             raise DatasetError(f"{image_root}: every listed image is missing; nothing to train on")
     return image_root, labels, splits, missing
 
-
-def prepare_ham10000(root: Path, seed: int, skip_missing: bool):
-    """`prepare_data` for the HAM10000 release: split by lesion (no lesion in two splits), stratified by class."""
-    from melanomanet.data.ham10000 import grouped_split, read_ham10000
-
-    files, labels, lesions = read_ham10000(root)
-    missing = [name for name in labels.images if name not in files]
-    if missing and not skip_missing:
-        raise DatasetError(missing_images_message(root, missing, len(labels.images)))
-    splits = grouped_split(labels.targets, lesions, seed)
-    if missing:
-        present = np.isin(np.asarray(labels.images), list(files))
-        splits = {name: indices[present[indices]] for name, indices in splits.items()}
-    return files, labels, splits, missing
