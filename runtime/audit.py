@@ -3,8 +3,10 @@
 Each record carries the SHA-256 of the record before it (`prev`) and its own (`hash`, over the record's canonical
 JSON without it), so an edited, deleted, reordered or inserted record breaks the chain where it happened. The first
 record of a log (`kind: "start"`) names how the chain starts: fresh, continued from a rotated file (its name and
-last hash), or begun anew beside a broken log kept aside (`--audit-new`). Records hold hashes, settings and
-outputs, never pixels; the input's file name only when asked (`log_names`).
+last hash), or begun anew beside a broken log kept aside (`--audit-new`); each later run (or server instance)
+that opens the log adds a `session` record. Start and session records name the operator, the device, the
+software version and the SBOM's sha256, and each prediction record names the operator and device again.
+Records hold hashes, settings and outputs, never pixels; the input's file name only when asked (`log_names`).
 
 Writers take an exclusive lock on `<log>.lock` around reading the chain's last hash, appending one line with a
 single write and fsync-ing it, so several processes (the server's model instances) can share a log and a kill
@@ -113,8 +115,10 @@ class AuditLog:
                                  f"{self.path}`; to keep it aside and start a new chain, add --audit-new")
             if breaks:
                 self._set_aside(breaks[0])
-            if self.path.stat().st_size == 0:
+            elif self.path.stat().st_size == 0:
                 self._append({"kind": "start", "chain": {"begins": "fresh"}})
+            else:
+                self._append({"kind": "session"})  # another run joins the log: who and what, as at a start
 
     @property
     def lock_path(self) -> Path:
@@ -126,7 +130,8 @@ class AuditLog:
             self._recover_torn_tail()
             if self.max_bytes is not None and self.path.stat().st_size >= self.max_bytes:
                 self._rotate()
-            return self._append({"kind": "prediction", **entry})
+            return self._append({"kind": "prediction", **entry, "operator": self.identity.operator,
+                                 "device_id": self.identity.device_id})
 
     # Everything below runs under the lock.
 
@@ -140,7 +145,7 @@ class AuditLog:
         record = {"schema": LOG_SCHEMA, "id": str(uuid.uuid4()), "time": utc_now(),
                   "seq": 0 if last is None else last["seq"] + 1, **fields,
                   "prev": GENESIS if last is None else last["hash"]}
-        if record["kind"] == "start":
+        if record["kind"] in ("start", "session"):
             identity = self.identity
             record.update(operator=identity.operator, device_id=identity.device_id,
                           runtime_version=identity.runtime_version, sbom_sha256=identity.sbom_sha256,

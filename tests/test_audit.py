@@ -96,8 +96,10 @@ def test_parallel_writers_keep_one_chain(tmp_path):
         worker.join(120)
         assert worker.exitcode == 0
     rows = [json.loads(row) for row in lines(path)]
-    assert len(rows) == 101 and verify([path]) == []
-    assert len({row["input_sha256"] for row in rows[1:]}) == 100
+    predictions = [row for row in rows if row["kind"] == "prediction"]
+    assert len(predictions) == 100 and verify([path]) == []
+    assert [row["kind"] for row in rows].count("session") == 4, "each writer that opened the log says so"
+    assert len({row["input_sha256"] for row in predictions}) == 100
 
 
 def test_a_record_cut_short_by_a_kill_is_set_aside_and_the_chain_goes_on(tmp_path):
@@ -166,8 +168,12 @@ def test_mnet_run_logs_each_prediction_verifies_and_replays(bundle, tmp_path):
         assert "input_name" not in row and row["mc_samples"] == 4 and row["seed"] == 0
     assert CliRunner().invoke(app, ["audit", "verify", str(out / "audit.jsonl")]).exit_code == 0
     again = CliRunner().invoke(app, ["run", str(SAMPLES), "--model", str(bundle), "-o", str(out), "--mc-samples",
-                                     "4"])
-    assert again.exit_code == 0 and len(lines(out / "audit.jsonl")) == 6, "resumed images are not logged twice"
+                                     "4", "--operator", "op8"])
+    rows = [json.loads(row) for row in lines(out / "audit.jsonl")]
+    assert again.exit_code == 0 and [row["kind"] for row in rows].count("prediction") == 5, \
+        "resumed images are not logged twice"
+    assert rows[-1]["kind"] == "session" and rows[-1]["operator"] == "op8" and predictions[0]["operator"] == "op7"
+    assert verify([out / "audit.jsonl"]) == []
     replayed = CliRunner().invoke(app, ["audit", "replay", f"{out / 'audit.jsonl'}:3", "--images", str(SAMPLES),
                                         "--bundles", str(bundle.parent), "--json", str(tmp_path / "replay.json")])
     assert replayed.exit_code == 0, replayed.output
