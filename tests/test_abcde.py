@@ -231,8 +231,8 @@ def test_the_change_picture_shows_the_prior_at_its_own_size():
     from runtime.abcde.overlay import without_scale
     from runtime.abcde.quality import centroid
 
-    prior = load_image(SAMPLES / "ISIC_0034335.jpg")
-    current = load_image(SAMPLES.parent / "followup" / "ISIC_0034335_followup.jpg")
+    prior = load_image(SAMPLES.parent / "followup" / "visit_1.jpg")
+    current = load_image(SAMPLES.parent / "followup" / "visit_2.jpg")
     before, now = analyze_with_mask(prior), analyze_with_mask(current)
     evolution = compare(prior, current, before, now)
     assert evolution["growth"] and evolution["changes"]["area_ratio"] == pytest.approx(1.44, rel=0.06)

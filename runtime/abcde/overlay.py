@@ -65,8 +65,7 @@ def change_lines(evolution: dict) -> list[str]:
              f"asymmetry {changes['asymmetry_change']:+.2f}, compactness {changes['compactness_change']:+.2f}",
              f"colours added: {', '.join(changes['colors_added']) or 'none'}; lost: "
              f"{', '.join(changes['colors_lost']) or 'none'}",
-             f"outlines overlap {changes['overlap_after_registration']:.0%} once the prior is also scaled to fit "
-             f"(alignment correlation "
+             f"outlines overlap {changes['overlap_after_registration']:.0%} after the alignment (correlation "
              f"{registration['correlation']:.2f}, scale {registration['scale']:.2f}, rotation "
              f"{registration['rotation_deg']:.0f} deg)"]
     return lines
