@@ -27,34 +27,42 @@ BIAS = -2.8605
 NOT_DERMOSCOPY_THRESHOLD = 1.9314
 
 
-def domain_features(rgb: np.ndarray) -> np.ndarray:
-    """Twelve figures of a 64-px thumbnail: CIELAB means and spreads, the corners' darkness against the centre
-    (a dermatoscope's vignette), saturation, edge density at 256 px, the dark share and the lightness range."""
-    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
+RADIUS = np.hypot(*(np.mgrid[0:64, 0:64] - 31.5)) / 45.25  # a thumbnail pixel's distance from the centre
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
+
+
+def domain_features(rgb: np.ndarray, small: np.ndarray | None = None) -> np.ndarray:
+    """Twelve figures of a 64-px thumbnail (`small`, when already made): CIELAB means and spreads, the corners'
+    darkness against the centre (a dermatoscope's vignette), saturation, edge density at 256 px, the dark share
+    and the lightness range."""
+    small = thumbnail(rgb) if small is None else small
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     lightness, green_red, blue_yellow = lab[..., 0], lab[..., 1] - 128, lab[..., 2] - 128
-    radius = np.hypot(*(np.mgrid[0:64, 0:64] - 31.5)) / 45.25
     saturation = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32)
     grey = cv2.cvtColor(cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     return np.array([lightness.mean(), lightness.std(), green_red.mean(), green_red.std(), blue_yellow.mean(),
-                     blue_yellow.std(), lightness[radius > 0.9].mean() - lightness[radius < 0.35].mean(),
+                     blue_yellow.std(), lightness[RADIUS > 0.9].mean() - lightness[RADIUS < 0.35].mean(),
                      saturation.mean(), saturation.std(), cv2.Canny(grey, 50, 150).mean() / 255,
                      (lightness < 40).mean(), np.percentile(lightness, 95) - np.percentile(lightness, 5)])
 
 
 def domain_warnings(rgb: np.ndarray) -> list[str]:
     """Plain-words warnings for an input outside the training domain (empty: none found)."""
-    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA) if max(rgb.shape[:2]) > 64 else rgb
-    spread = small.max(axis=2).astype(np.int16) - small.min(axis=2)
+    small = thumbnail(rgb)
+    greyscale_view = small if max(rgb.shape[:2]) > 64 else rgb
+    spread = greyscale_view.max(axis=2).astype(np.int16) - greyscale_view.min(axis=2)
     if np.percentile(spread, 95) < GREYSCALE_CHROMA:
         return ["the image has no colour (greyscale): the model was trained on colour dermoscopy, so its answer "
                 "is not meaningful here"]
-    if not_dermoscopy_score(rgb) > NOT_DERMOSCOPY_THRESHOLD:
+    if not_dermoscopy_score(rgb, small) > NOT_DERMOSCOPY_THRESHOLD:
         return ["the image does not look like dermoscopy (a clinical or phone photo?): the model was trained on "
                 "dermoscopic images, so its answer may not hold"]
     return []
 
 
-def not_dermoscopy_score(rgb: np.ndarray) -> float:
+def not_dermoscopy_score(rgb: np.ndarray, small: np.ndarray | None = None) -> float:
     """The check's logit: above NOT_DERMOSCOPY_THRESHOLD, the image is flagged as not dermoscopy."""
-    return float((domain_features(rgb) - MEAN) / SCALE @ WEIGHTS + BIAS)
+    return float((domain_features(rgb, small) - MEAN) / SCALE @ WEIGHTS + BIAS)
