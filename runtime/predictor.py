@@ -281,8 +281,9 @@ class Predictor:
 
     def audit_options(self, asked: ImageOptions = ImageOptions()) -> dict:
         """The settings a replay needs beside T and the seed: what the image asked for, over the defaults."""
+        lesion_at = asked.lesion_at or self.lesion_at
         return {"class": asked.cam_class, "mm_per_px": asked.mm_per_px or self.mm_per_px,
-                "lesion_at": list(asked.lesion_at or self.lesion_at or []) or None, "abcde": self.with_abcde}
+                "lesion_at": list(lesion_at) if lesion_at else None, "abcde": self.with_abcde}
 
     def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:
         started = time.perf_counter()
