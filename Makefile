@@ -4,12 +4,15 @@ STAMP := $(VENV)/.installed
 SERVING_VENV ?= .venv-serve
 SERVING_STAMP := $(SERVING_VENV)/.installed
 DEMO_DIR ?= demo_out
+REAL ?= ../shared/data/real
+DATA ?= $(REAL)/ham10000
+REAL_OUT ?= real_out
 
 LOCK_TOOLS := .venv-lock
 PIP_COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: install test test-gpu demo bench bench-cuda bench-serving lint lock clean
+.PHONY: install test test-gpu demo real bench bench-cuda bench-serving lint lock clean
 
 # Both environments install exactly the locked versions (requirements/*.txt, with hashes; `make lock` refreshes
 # them), then the project itself without touching them.
@@ -43,6 +46,11 @@ bench-cuda: $(STAMP)
 
 demo: $(STAMP) $(SERVING_STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)
+
+# Retrain the shipped real model (models/ham10000_b0.onnx) and reproduce its figures (docs/real/): DATA is a
+# HAM10000 folder (the release's metadata CSV beside its images), REAL the folder with ph2/, pad-ufes-20/, isic2017/.
+real: $(STAMP)
+	bash scripts/real.sh $(DATA) $(REAL) $(REAL_OUT)
 
 bench-serving: $(STAMP) $(SERVING_STAMP)
 	$(PY) -m benchmarks.serving --model $(DEMO_DIR)/export/model.onnx --images assets/samples

@@ -11,9 +11,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from melanomanet.options import Architecture, Loss, Optimizer, ReferralScore, Scheduler, Split
+from melanomanet.options import Architecture, Layout, Loss, Optimizer, ReferralScore, Scheduler, Split
 from runtime.cli import app
 from runtime.console import JsonOpt, console, guarded, progress_bar, stdout
+
+DATA_HELP = ("The data folder, in a layout it recognises: ISIC 2019 (one-hot CSV beside the images), HAM10000 "
+             "(HAM10000_metadata.csv), ISIC 2018 Task 3, ISIC 2017 (Part 3 labels), PH2 or PAD-UFES-20.")
+LayoutOpt = Annotated[Optional[Layout], typer.Option(metavar="NAME", help="The data layout, when recognising it "
+                                                     "from the label files is not wanted: " + ", ".join(
+                                                         choice.value for choice in Layout) + ".")]
 
 ARCH_HELP = ("Backbone: timm's EfficientNetV2 (tf_efficientnetv2_ and b0, b1, b2, b3, s, m or l) or "
              "torchvision's in the reference's layout (efficientnet_v2_ and s, m or l).")
@@ -41,8 +47,7 @@ def synth(
 @app.command()
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="ISIC-layout folder: the images beside the ISIC 2019 training "
-                                            "ground-truth CSV.")],
+    data: Annotated[Path, typer.Option(help=DATA_HELP)],
     out: Annotated[Path, typer.Option(help="Folder for the best and last checkpoints (.safetensors) and "
                                            "history.json.")],
     arch: Annotated[Architecture, typer.Option(metavar="ARCH", help=ARCH_HELP)] = "tf_efficientnetv2_b0",
@@ -79,6 +84,7 @@ def train(
                                                         "(last.safetensors).")] = None,
     trained_on: Annotated[Optional[str], typer.Option(help="Provenance recorded in the manifest; "
                                                       "'synthetic' is detected from the data.")] = None,
+    layout: LayoutOpt = None,
 ):
     """Train MelanomaNet on an ISIC 2019 style folder (one process, or DDP under torchrun)."""
     if nproc is not None:
@@ -93,10 +99,12 @@ def train(
         optimizer=str(optimizer), scheduler=str(scheduler), class_weights=class_weights,
         early_stopping=early_stopping, save_every=save_every, dropout=dropout, workers=workers,
         skip_missing=skip_missing, pretrained=pretrained, init_weights=str(init_weights) if init_weights else None,
-        sync_bn=sync_bn, resume=str(resume) if resume else None, trained_on=provenance))
+        sync_bn=sync_bn, resume=str(resume) if resume else None, trained_on=provenance,
+        layout=str(layout) if layout else None))
     if int(os.environ.get("RANK", "0")) != 0:
         guarded(lambda: run_training(config))
         return
+    say_what_was_found(data, seed, skip_missing, layout)
     with progress_bar() as bar:
         task = bar.add_task("training", total=None, status="")
 
@@ -119,6 +127,14 @@ def train(
     if summary["stopped_early"]:
         console.print(f"stopped early: no better validation balanced accuracy for {early_stopping} epochs")
     console.print(f"checkpoints in {out}")
+
+
+def say_what_was_found(data: Path, seed: int, skip_missing: bool, layout) -> None:
+    """Counts per class, absent classes, labels without images and images without labels, the split."""
+    from melanomanet.data.layouts import prepare_data
+
+    found = guarded(lambda: prepare_data(data, seed, skip_missing, str(layout) if layout else None))
+    console.print(f"{data}: {found.describe()}", soft_wrap=True)
 
 
 def launch_torchrun(ctx: typer.Context, nproc: int) -> int:
@@ -150,9 +166,11 @@ def command_line(ctx: typer.Context, skip: set[str]) -> list[str]:
 
 @app.command("eval")
 def evaluate_command(
-    data: Annotated[Path, typer.Option(help="ISIC-layout folder the checkpoint was trained on.")],
+    data: Annotated[Path, typer.Option(help=DATA_HELP + " The folder the checkpoint was trained on, or another "
+                                            "with --split all.")],
     checkpoint: Annotated[Path, typer.Option(help="A .safetensors checkpoint from `mnet train`.")],
-    split: Annotated[Split, typer.Option(help="The training run's seeded 70/15/15 split to evaluate.")] = "test",
+    split: Annotated[Split, typer.Option(help="The training run's seeded 70/15/15 split to evaluate, or all of "
+                                              "a folder the model never saw.")] = "test",
     json_out: JsonOpt = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Folder for predictions.csv (ISIC submission format), confusion.png and roc.png "
@@ -167,6 +185,7 @@ def evaluate_command(
                                                       "(default: the manifest's, as the runtime).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the MC mask (the runtime's --seed) and of the bootstrap.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images present when some are missing.")] = False,
+    layout: LayoutOpt = None,
 ):
     """Evaluate a checkpoint: accuracy, balanced accuracy, F1, AUC, per-class sensitivity and specificity, the
     ISIC challenge figures (with the official scorer), confusion matrix and ROC curves."""
@@ -176,7 +195,9 @@ def evaluate_command(
     with console.status(f"evaluating on the {split} split"):
         report = guarded(lambda: evaluate(str(data), str(checkpoint), str(split), skip_missing=skip_missing,
                                           out=folder, bootstrap=bootstrap, seed=seed, mc_samples=mc_samples,
-                                          calibration=calibration, ood=ood))
+                                          calibration=calibration, ood=ood,
+                                          layout=str(layout) if layout else None))
+    console.print(f"{data}: {report['data']}", soft_wrap=True)
     stdout.print(evaluation_table(report))
     stdout.print(risk_coverage_table(report))
     if "ood" in report:
@@ -239,7 +260,7 @@ def _figure(value: float | None, digits: int = 3) -> str:
 @app.command()
 def calibrate(
     checkpoint: Annotated[Path, typer.Option(help="The .safetensors checkpoint to calibrate.")],
-    data: Annotated[Path, typer.Option(help="ISIC-layout folder the checkpoint was trained on.")],
+    data: Annotated[Path, typer.Option(help=DATA_HELP + " The folder the checkpoint was trained on.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="The calibration JSON to write (a reliability "
                                       "diagram PNG goes beside it).")] = Path("calib.json"),
     split: Annotated[Split, typer.Option(help="The split to fit on (never the test split you report).")] = "val",
@@ -253,6 +274,7 @@ def calibrate(
                                                  "probability.")] = "predictive",
     mc_samples: Annotated[Optional[int], typer.Option(min=1, help="MC samples T (default: the manifest's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the MC mask, as the runtime's --seed.")] = 0,
+    layout: LayoutOpt = None,
 ):
     """Fit a temperature (NLL on the validation split), report ECE/MCE/NLL/Brier before and after, and choose
     the referral threshold on data. Carry the result into a bundle with mnet-export onnx --calibration."""
@@ -260,7 +282,9 @@ def calibrate(
 
     with console.status(f"calibrating on the {split} split"):
         report = guarded(lambda: run_calibration(str(data), str(checkpoint), out, str(split), str(score),
-                                                 referral_rate, target_sensitivity, mc_samples, seed))
+                                                 referral_rate, target_sensitivity, mc_samples, seed,
+                                                 str(layout) if layout else None))
+    console.print(f"{data}: {report['data']}", soft_wrap=True)
     table = Table("", "ECE", "MCE (images in its bin)", "NLL", "Brier", "accuracy",
                   title=f"{split} split, {report['images']} images: temperature {report['temperature']:.3f}",
                   caption="MCE is the worst single bin, however few images it holds: read it with its count")
@@ -339,8 +363,12 @@ def concepts_synth(
 @concepts_app.command("train")
 def concepts_train(
     checkpoint: Annotated[Path, typer.Option(help="The .safetensors checkpoint whose embedding is explained.")],
-    concepts: Annotated[Path, typer.Option(help="Folder of <concept>/positive and <concept>/negative images.")],
+    concepts: Annotated[Path, typer.Option(help="Folder of <concept>/positive and <concept>/negative images, or a "
+                                                "PH2 folder (its dermatologists' structure annotations).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="The CAV file to write.")] = Path("cavs.safetensors"),
+    min_accuracy: Annotated[float, typer.Option(
+        min=0, max=1, help="Carry only the concepts whose held-out FastCAV accuracy reaches this (0.75: the "
+                           "concept is encoded); the others are reported, not saved.")] = 0.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write accuracies and timings here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     image_size: Annotated[Optional[int], typer.Option(
@@ -348,18 +376,28 @@ def concepts_train(
                      "checkpoint's).")] = None,
 ):
     """FastCAV vectors (closed form) with held-out accuracy, beside the reference's SGD-CAV and a linear probe."""
-    from melanomanet.concepts import save_cavs, train_cavs
+    from melanomanet.concepts import keep_encoded, save_cavs, train_cavs
 
     with console.status("embedding concept images"):
         tensors, report = guarded(lambda: train_cavs(checkpoint, concepts, seed, image_size))
-    save_cavs(out, tensors, report)
-    table = Table("concept", "FastCAV", "SGD-CAV", "cosine", "speed-up", "probe", title="held-out accuracy",
+    tensors, report = keep_encoded(tensors, report, min_accuracy)
+    if not tensors:
+        console.print(f"[red]no concept reaches held-out accuracy {min_accuracy}: none is encoded; nothing "
+                      "written[/red]")
+    else:
+        save_cavs(out, tensors, report)
+    table = Table("concept", "FastCAV (95 % CI)", "held out", "SGD-CAV", "cosine", "speed-up", "probe", "carried",
+                  title="held-out accuracy",
                   caption="cosine: FastCAV vs SGD-CAV vector; probe: a shrinkage LDA, is the concept "
                           "linearly encoded at all (high probe, low FastCAV: the embedding is far from isotropic)")
     for name, row in report["concepts"].items():
-        table.add_row(name, f"{row['fastcav_accuracy']:.3f}", f"{row['sgdcav_accuracy']:.3f}",
-                      f"{row['cosine_fast_vs_sgd']:.3f}", f"{row['speedup']:.0f}x", f"{row['probe_accuracy']:.3f}")
+        low, high = row["fastcav_accuracy_95ci"]
+        table.add_row(name, f"{row['fastcav_accuracy']:.3f} ({low:.2f}-{high:.2f})", str(row["held_out_images"]),
+                      f"{row['sgdcav_accuracy']:.3f}", f"{row['cosine_fast_vs_sgd']:.3f}", f"{row['speedup']:.0f}x",
+                      f"{row['probe_accuracy']:.3f}", "yes" if row["carried"] else "no")
     stdout.print(table)
+    if not tensors:
+        raise typer.Exit(1)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     if report["image_size"] != report["checkpoint_image_size"]:

@@ -1,5 +1,6 @@
 """FastCAV concept activation vectors (Schmalwasser et al., ICML 2025), with the reference's SGD-CAV for
-comparison; concept image sets drawn by the synthetic generator with known truth."""
+comparison; concept image sets drawn by the synthetic generator with known truth, curated as folders, or read
+from the dermatologists' annotations of PH2 (real dermoscopic structures)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melanomanet.data.ph2 import image_and_mask_files, is_ph2, read_annotations
 from melanomanet.data.synth import SYNTH_CLASSES, lesion_area, sample_params, write_image
 from runtime.errors import MnetError
 from runtime.imageio import IMAGE_SUFFIXES, load_image
@@ -19,6 +21,10 @@ from runtime.preprocess import preprocess_batch
 CONCEPTS = ("asymmetry", "irregular_border", "multicolor", "large_diameter")
 MULTICOLOURS = ("dark_brown", "black", "blue_gray", "light_brown", "red", "white")
 CAV_METADATA_KEY = "mnet.cavs"
+MIN_CONCEPT_IMAGES = 4
+PH2_CONCEPTS = {"streaks": ("streaks", "P"), "blue_whitish_veil": ("blue_whitish_veil", "P"),
+                "regression": ("regression", "P"), "atypical_pigment_network": ("pigment_network", "AT"),
+                "atypical_dots_globules": ("dots_globules", "AT")}
 
 
 def concept_params(rng: np.random.Generator, concept: str, positive: bool):
@@ -58,6 +64,32 @@ def write_concept_sets(out: Path, count: int, seed: int, size: int = 224, progre
                             concept_params(rng, concept, polarity == "positive"), size)
                 if progress is not None:
                     progress()
+
+
+def concept_sets(root: Path, seed: int) -> dict[str, tuple[list[Path], list[Path]]]:
+    """Positive and negative images per concept: from PH2's annotations when `root` is a PH2 folder, else from
+    <concept>/positive and <concept>/negative folders."""
+    return ph2_concept_sets(root, seed) if is_ph2(Path(root)) else concept_folders(root)
+
+
+def ph2_concept_sets(root: Path, seed: int) -> dict[str, tuple[list[Path], list[Path]]]:
+    """Each structure the dermatologists marked (streaks, blue-whitish veil, regression present; atypical
+    pigment network, atypical dots/globules) against as many random PH2 images without it (seeded); a structure
+    marked on fewer than MIN_CONCEPT_IMAGES images is left out (no held-out accuracy could be measured)."""
+    rng = np.random.default_rng(seed)
+    images, _ = image_and_mask_files(Path(root))
+    rows = [row for row in read_annotations(root) if row["image"] in images]
+    sets = {}
+    for concept, (column, code) in PH2_CONCEPTS.items():
+        positive = [images[row["image"]] for row in rows if row[column] == code]
+        absent = [images[row["image"]] for row in rows if row[column] != code]
+        chosen = rng.choice(len(absent), size=min(len(positive), len(absent)), replace=False)
+        if min(len(positive), len(chosen)) >= MIN_CONCEPT_IMAGES:
+            sets[concept] = (positive, [absent[i] for i in sorted(chosen)])
+    if not sets:
+        raise MnetError(f"{root}: no PH2 structure is marked on {MIN_CONCEPT_IMAGES} images or more; no concept "
+                        "set can be built")
+    return sets
 
 
 def concept_folders(root: Path) -> dict[str, tuple[list[Path], list[Path]]]:
@@ -143,7 +175,7 @@ def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size:
     tensors, report = {}, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                            "dimension": model.num_features, "image_size": manifest.preprocessing.image_size,
                            "checkpoint_image_size": trained_size, "concepts": {}}
-    for name, (positive_files, negative_files) in concept_folders(concepts_root).items():
+    for name, (positive_files, negative_files) in concept_sets(concepts_root, seed).items():
         positive = embeddings(model, manifest, positive_files)
         negative = embeddings(model, manifest, negative_files)
         (pos_train, pos_test), (neg_train, neg_test) = split(len(positive), rng), split(len(negative), rng)
@@ -154,8 +186,10 @@ def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size:
         sgd_vector, sgd_intercept = sgd_cav(positive[pos_train], negative[neg_train], seed)
         sgd_seconds = time.perf_counter() - started
         test, truth = labelled(positive[pos_test], negative[neg_test])
+        correct = ((test - mean) @ cav > 0) == truth
         report["concepts"][name] = {
-            "fastcav_accuracy": float(np.mean(((test - mean) @ cav > 0) == truth)),
+            "fastcav_accuracy": float(np.mean(correct)),
+            "fastcav_accuracy_95ci": wilson_interval(int(correct.sum()), len(correct)),
             "sgdcav_accuracy": float(np.mean((test @ sgd_vector + sgd_intercept > 0) == truth)),
             "cosine_fast_vs_sgd": float(cav @ sgd_vector),
             "probe_accuracy": probe_accuracy(positive[pos_train], negative[neg_train], test, truth),
@@ -168,6 +202,23 @@ def train_cavs(checkpoint: Path, concepts_root: Path, seed: int = 0, image_size:
         if progress is not None:
             progress(name)
     return tensors, report
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> list[float]:
+    """The Wilson score 95 % interval of a proportion: honest for the few held-out images of a real concept."""
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [float(centre - half), float(centre + half)]
+
+
+def keep_encoded(tensors: dict, report: dict, min_accuracy: float) -> tuple[dict, dict]:
+    """Only the concepts whose held-out FastCAV accuracy reaches `min_accuracy` travel on; the report says
+    which were left out (not encoded by the model, as far as these images can tell)."""
+    carried = {name for name, row in report["concepts"].items() if row["fastcav_accuracy"] >= min_accuracy}
+    report = {**report, "min_accuracy": min_accuracy, "concepts": {
+        name: {**row, "carried": name in carried} for name, row in report["concepts"].items()}}
+    return {key: value for key, value in tensors.items() if key.split(".")[0] in carried}, report
 
 
 def save_cavs(path: Path, tensors: dict, report: dict) -> None:

@@ -26,10 +26,11 @@ from melanomanet.calibration import (
 from melanomanet.challenge import bootstrap_intervals, challenge_metrics, official_scores, write_probability_csv
 from melanomanet.checkpoint import load_checkpoint
 from melanomanet.data.dataset import IsicDataset, collate_skipping
-from melanomanet.data.isic import DatasetError, prepare_data
+from melanomanet.data.labels import Prepared
+from melanomanet.data.layouts import prepare_data
 from melanomanet.metrics import classification_report
 from melanomanet.plots import confusion_png, reliability_png, risk_coverage_png, roc_png
-from runtime.errors import ImageError
+from runtime.errors import DatasetError, ImageError
 from runtime.imageio import load_image
 from runtime.manifest import sha256_file
 from runtime.preprocess import preprocess
@@ -60,9 +61,12 @@ class Evaluator:
         mask = draw_mc_mask(self.mc_samples, self.model.num_features, self.manifest.dropout_p, seed)
         self.mc_mask = torch.from_numpy(mask).to(self.device)
 
-    def split(self, data: str, split: str, skip_missing: bool = False) -> tuple[Outputs, int]:
-        image_root, labels, splits, missing = prepare_data(data, self.manifest.split_seed, skip_missing)
-        indices = splits[split]
+    def split(self, data: str, split: str, skip_missing: bool = False,
+              layout: str | None = None) -> tuple[Outputs, Prepared]:
+        """Predict one part of the seeded split (the checkpoint's seed), or `all` of a folder never trained on."""
+        prepared = prepare_data(data, self.manifest.split_seed, skip_missing, layout)
+        image_root, labels, splits = prepared.image_root, prepared.labels, prepared.splits
+        indices = np.sort(np.concatenate(list(splits.values()))) if split == "all" else splits[split]
         if len(indices) == 0:
             raise DatasetError(f"{data}: the {split} split is empty ({len(labels.images)} labelled images in all); "
                                "evaluate another --split, or a folder with more images per class")
@@ -81,7 +85,7 @@ class Evaluator:
         if len(targets) != len(indices):
             raise DatasetError(f"{data}: {len(indices) - len(targets)} images of the {split} split could not be "
                                "decoded; per-image predictions would not line up with their names. Fix or remove them")
-        return Outputs([labels.images[i] for i in indices], targets, logits, mc_logits), len(missing)
+        return Outputs([labels.images[i] for i in indices], targets, logits, mc_logits), prepared
 
     def folder(self, folder: str | Path) -> Outputs:
         """Every image file in a folder (no labels): for the out-of-distribution check."""
@@ -116,12 +120,14 @@ class Evaluator:
 
 def evaluate(data: str, checkpoint: str, split: str = "test", batch_size: int = 32, skip_missing: bool = False,
              out: str | Path | None = None, bootstrap: int = 0, seed: int = 0, mc_samples: int | None = None,
-             calibration: str | Path | None = None, ood: str | Path | None = None) -> dict:
+             calibration: str | Path | None = None, ood: str | Path | None = None,
+             layout: str | None = None) -> dict:
     """Figures for `split`; with `out`, also `predictions.csv`, `confusion.png`, `roc.png` and
     `risk_coverage.png` there. `calibration` applies a `mnet calibrate` temperature; `ood` scores a folder of
     images that are not lesions against the split."""
     evaluator = Evaluator(checkpoint, mc_samples, seed, batch_size)
-    outputs, missing = evaluator.split(data, split, skip_missing)
+    outputs, prepared = evaluator.split(data, split, skip_missing, layout)
+    missing = len(prepared.missing)
     temperature = load_calibration(calibration, sha256_file(checkpoint))[0] if calibration else 1.0
     probabilities = softmax(outputs.logits / temperature)
     names = evaluator.manifest.class_names
@@ -129,7 +135,8 @@ def evaluate(data: str, checkpoint: str, split: str = "test", batch_size: int = 
     scores = mc_scores(outputs.mc_logits, temperature)
     report = classification_report(targets, probabilities, names)
     report.update({"split": split, "checkpoint": str(checkpoint), "trained_on": evaluator.manifest.trained_on,
-                   "missing_images": missing, "device": evaluator.device, "temperature": temperature,
+                   "data": prepared.describe(), "missing_images": missing, "device": evaluator.device,
+                   "temperature": temperature,
                    "mc": {"samples": evaluator.mc_samples, "seed": seed},
                    "isic": challenge_metrics(targets, probabilities, names),
                    "isic_official": official_scores(outputs.images, targets, probabilities, names),
@@ -163,11 +170,11 @@ def write_outputs(out: Path, images, targets: np.ndarray, probabilities: np.ndar
 
 def calibrate(data: str, checkpoint: str, out: str | Path, split: str = "val", score: str = "predictive",
               referral_rate: float | None = None, target_sensitivity: str | None = None,
-              mc_samples: int | None = None, seed: int = 0) -> dict:
+              mc_samples: int | None = None, seed: int = 0, layout: str | None = None) -> dict:
     """Fit the temperature on `split` (NLL), choose the referral rule there, write `out` (JSON) and a
     reliability diagram beside it (`<out stem>.png`)."""
     evaluator = Evaluator(checkpoint, mc_samples, seed)
-    outputs, _ = evaluator.split(data, split)
+    outputs, prepared = evaluator.split(data, split, layout=layout)
     names = list(evaluator.manifest.class_names)
     temperature = fit_temperature(outputs.logits, outputs.targets)
     before, after = softmax(outputs.logits), softmax(outputs.logits / temperature)
@@ -183,7 +190,7 @@ def calibrate(data: str, checkpoint: str, out: str | Path, split: str = "val", s
                                "after": reliability_bins(after, outputs.targets)}, figures,
                               out.with_suffix(".png"),
                               f"{split} split, {len(outputs.targets)} images, temperature {temperature:.3f}")
-    report = {"schema": CALIBRATION_SCHEMA, "checkpoint": str(checkpoint),
+    report = {"schema": CALIBRATION_SCHEMA, "checkpoint": str(checkpoint), "data": prepared.describe(),
               "checkpoint_sha256": sha256_file(checkpoint), "split": split, "images": len(outputs.targets),
               "temperature": temperature, **figures, "referral": referral,
               "mc": {"samples": evaluator.mc_samples, "seed": seed}, "reliability_png": str(picture),

@@ -38,6 +38,11 @@ class Split(Choice):
     train = "train"
     val = "val"
     test = "test"
+    all = "all"
+
+
+Layout = Choice("Layout", {name: name for name in ("ham10000", "isic2018", "isic2017", "ph2", "pad-ufes-20",
+                                                    "isic2019")})
 
 
 class ReferralScore(Choice):

@@ -104,3 +104,20 @@ def risk_coverage_png(curves: dict, path: str | Path, title: str) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
+
+
+def training_curves_png(history: list[dict], path: str | Path) -> Path:
+    """Training loss and validation (balanced) accuracy per epoch, from a run's history.json."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    epochs = [row["epoch"] for row in history]
+    axes[0].plot(epochs, [row["train_loss"] for row in history], marker="o", markersize=3)
+    axes[0].set(xlabel="epoch", ylabel="training loss")
+    axes[1].plot(epochs, [row["val_balanced_accuracy"] for row in history], marker="o", markersize=3,
+                 label="balanced accuracy")
+    axes[1].plot(epochs, [row["val_accuracy"] for row in history], marker="o", markersize=3, label="accuracy")
+    axes[1].set(xlabel="epoch", ylabel="validation split")
+    axes[1].legend()
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    return _save(figure, path)

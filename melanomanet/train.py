@@ -21,7 +21,8 @@ from melanomanet.checkpoint import (
     save_checkpoint,
 )
 from melanomanet.data.dataset import IsicDataset, collate_skipping
-from melanomanet.data.isic import DatasetError, class_weights, prepare_data
+from melanomanet.data.isic import DatasetError, class_weights
+from melanomanet.data.layouts import prepare_data
 from melanomanet.distributed import Distributed
 from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
@@ -56,6 +57,7 @@ class TrainConfig:
     sync_bn: bool = False
     resume: str | None = None
     trained_on: str = "unknown"
+    layout: str | None = None
 
     def __post_init__(self):
         for name, choices in (("loss", Loss), ("optimizer", Optimizer), ("scheduler", Scheduler)):
@@ -154,7 +156,8 @@ def train(config: TrainConfig, progress=None) -> dict:
 def _train(config: TrainConfig, dist: Distributed, progress) -> dict:
     torch.manual_seed(config.seed)
     device = dist.device
-    image_root, labels, splits, missing = prepare_data(config.data, config.seed, config.skip_missing)
+    prepared = prepare_data(config.data, config.seed, config.skip_missing, config.layout)
+    image_root, labels, splits, missing = prepared.image_root, prepared.labels, prepared.splits, prepared.missing
     if len(splits["val"]) == 0:
         raise DatasetError(f"{config.data}: the validation split is empty ({len(labels.images)} labelled images); "
                            "training needs enough images per class for a 70/15/15 split")
@@ -162,7 +165,8 @@ def _train(config: TrainConfig, dist: Distributed, progress) -> dict:
     if config.init_weights:
         load_initial_weights(model, config.init_weights)
     manifest = make_manifest(model, config.image_size, config.trained_on, split_seed=config.seed,
-                             extra={"train_config": asdict(config), "world_size": dist.world_size})
+                             extra={"train_config": asdict(config), "world_size": dist.world_size,
+                                    "data": prepared.record(config.seed)})
     train_loader, val_loader, sampler = make_loaders(config, image_root, labels, splits, manifest.preprocessing,
                                                      dist)
     weights = torch.from_numpy(class_weights(labels.targets[splits["train"]])).to(device) \

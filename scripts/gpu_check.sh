@@ -6,12 +6,15 @@
 # isal) travel in .whl/: make them with scripts/gpu_wheels.sh and carry .whl. Everything lands in
 # ${OUT:-gpu_out}/results.tar.gz (re-packed after each step, so a cut-off run still returns what finished)
 # and ${OUT:-gpu_out}/log.txt.
-#   usage: bash scripts/gpu_check.sh [BENCH_SECONDS] [STUDY_SECONDS]
+# With HAM10000 on that machine (HAM=folder), also the GPU recipe of the real model (issue 31): the paper's
+# EfficientNetV2-M at 384 px for 50 epochs, from ImageNet weights where timm's cache has them, within RECIPE_SECONDS.
+#   usage: bash scripts/gpu_check.sh [BENCH_SECONDS] [STUDY_SECONDS] [RECIPE_SECONDS]
 set -u
 out=${OUT:-gpu_out}
 work=$(mktemp -d)
 bench_seconds=${1:-170}
 study_seconds=${2:-210}
+recipe_seconds=${3:-0}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -68,4 +71,15 @@ elapsed "FastCAV study: recipes x synthetic draws"
 timeout $((study_seconds + 30)) python3 studies/cav_study.py "$work/study" --deadline-s "$study_seconds" \
     --parallel 9 --workers 1
 pack
+if [ -d "${HAM:-}" ] && [ "$recipe_seconds" -gt 0 ]; then
+    elapsed "GPU recipe: tf_efficientnetv2_m at 384 px on HAM10000, 50 epochs, split by lesion"
+    pretrained=$(python3 -c "import timm; timm.create_model('tf_efficientnetv2_m', pretrained=True)" 2>/dev/null \
+        && echo --pretrained || echo --no-pretrained)
+    timeout "$recipe_seconds" $mnet train --data "$HAM" --out "$work/recipe-m384" --arch tf_efficientnetv2_m \
+        --image-size 384 --epochs 50 --batch-size 32 --lr 1e-4 --loss focal --early-stopping 8 $pretrained \
+        --trained-on "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0)"
+    timeout 300 $mnet eval --data "$HAM" --checkpoint "$work/recipe-m384/best.safetensors" \
+        --out "$work/recipe-m384/eval" --bootstrap 1000 --json "$work/recipe-m384/eval.json"
+    pack
+fi
 elapsed "done"

@@ -30,12 +30,12 @@ def synth_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(synth_dir, tmp_path_factory) -> dict:
-    """A b0 model trained 5 epochs on 200 synthetic 128-px lesions, with its training summary. (3 epochs at
+    """A b0 model trained 8 epochs on 200 synthetic 128-px lesions, with its training summary. (3 epochs at
     learning rate 3e-3 sometimes collapsed to below chance, depending on the installed library versions.)"""
     from melanomanet.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run")
-    summary = train(TrainConfig(data=str(synth_dir), out=str(out), epochs=5, image_size=128, batch_size=8,
+    summary = train(TrainConfig(data=str(synth_dir), out=str(out), epochs=8, image_size=128, batch_size=8,
                                 lr=2e-3, seed=0, trained_on="synthetic"))
     return {"checkpoint": out / "best.safetensors", "last": out / "last.safetensors", "summary": summary,
             "data": synth_dir}

@@ -409,7 +409,9 @@ def test_a_client_killed_mid_request_does_not_disturb_the_server(server):
 @needs_server
 def test_two_thousand_requests_from_sixteen_clients(server):
     """None lost or answered twice; memory flat once ONNX Runtime's arenas and the allocator have grown to the
-    largest batches (the first rounds), measured over a further round."""
+    largest batches (the first rounds). A leak grows with every request, an arena in one step: so the bound is on
+    the average growth over the 3,000 requests after warm-up (5 MB per 1,000, about 5 KB per request), which one
+    late arena step of ~10 MB (seen once in CI) stays under and a leak of a report per request does not."""
     from runtime.serving.client import load_test
 
     images = [path.read_bytes() for path in SAMPLE_FILES]
@@ -418,12 +420,12 @@ def test_two_thousand_requests_from_sixteen_clients(server):
     figures = load_test(server.http, images, 16, 2000)
     after = server.rss_mb()
     load_test(server.http, images, 16, 1000)
-    growth = server.rss_mb() - after
+    end = server.rss_mb()
     print(f"2000 requests, 16 clients: {figures['images_per_s']:.1f} images/s, p99 "
           f"{figures['latency_ms']['p99']:.0f} ms; server RSS {warm:.0f} MB after 1,000 warm-up requests, "
-          f"{after:.0f} MB after the 2,000, {growth:+.1f} MB over 1,000 more")
+          f"{after:.0f} MB after the 2,000, {end:.0f} MB after 1,000 more")
     assert figures["answered"] == 2000 and figures["distinct_answers"] == 2000 and figures["failed"] == 0
-    assert growth < 10
+    assert (end - warm) / 3 < 5
 
 
 @needs_server

@@ -92,12 +92,13 @@ def test_nevus_like_melanomas_differ_from_nevi_in_asymmetry_alone():
 
 
 def test_skip_missing_trains_on_the_images_present(tmp_path):
-    from melanomanet.data.isic import prepare_data
+    from melanomanet.data.layouts import prepare_data
 
     write_dataset(tmp_path, count=40, seed=2, size=64)
     gone = ["SYN_0002_000003", "SYN_0002_000017", "SYN_0002_000030"]
     for name in gone:
         (tmp_path / f"{name}.jpg").unlink()
-    _, labels, splits, missing = prepare_data(tmp_path, seed=0, skip_missing=True)
+    prepared = prepare_data(tmp_path, seed=0, skip_missing=True)
+    labels, splits, missing = prepared.labels, prepared.splits, prepared.missing
     kept = {labels.images[i] for idx in splits.values() for i in idx}
     assert sorted(missing) == gone and len(kept) == 37 and not kept & set(gone)

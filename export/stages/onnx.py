@@ -74,7 +74,8 @@ def bundle_manifest(source: Source, spec: ExportSpec, layer: str, outputs, conce
         concepts=concepts or {})
 
 
-MODEL_CARD = "docs/model-card.md of melanomanet-edge: intended use, training data, metrics, limits"
+MODEL_CARD = ("docs/model-card.md of melanomanet-edge: intended use (research use only, not for diagnosis), training "
+              "data and its licence, metrics with intervals, limits")
 
 
 def tool_versions() -> dict:

@@ -1,4 +1,8 @@
-"""Training augmentation on RGB uint8 arrays: flips, rotation, affine, colour jitter."""
+"""Training augmentation on RGB uint8 arrays: flips, rotation, a slight zoom-out, colour jitter.
+
+The image is first squashed to a square, as `preprocess` squashes it, so that rotations act on the geometry the
+network sees and a rotated lesion stays in the frame; scale never exceeds 1 and shifts stay small, so no
+augmentation cuts a lesion that fills the field off at the border."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import numpy as np
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    side = max(image.shape[:2])
+    image = cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         image = image[:, ::-1]
     if rng.random() < 0.5:
@@ -16,7 +22,7 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_affine(image: np.ndarray, rng: np.random.Generator, max_degrees: float = 180,
-                  scale=(0.85, 1.15), max_shift: float = 0.08) -> np.ndarray:
+                  scale=(0.8, 1.0), max_shift: float = 0.05) -> np.ndarray:
     height, width = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-max_degrees, max_degrees),
                                      rng.uniform(*scale))
