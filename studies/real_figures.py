@@ -138,7 +138,7 @@ def histogram_baseline(train_files, train_targets, test_files, classes: int) -> 
     return probabilities
 
 
-def subgroups(metadata: dict, images, targets, probabilities, names, mel_threshold) -> dict:
+def subgroups(metadata: dict, images, targets, probabilities, groups, names, mel_threshold) -> dict:
     """Balanced accuracy and melanoma sensitivity by sex, age band and body site (HAM10000's metadata)."""
     def band(age: str) -> str:
         if not age:
@@ -156,10 +156,12 @@ def subgroups(metadata: dict, images, targets, probabilities, names, mel_thresho
         table[key] = {}
         for value in sorted(set(values)):
             idx = np.flatnonzero(values == value)
+            statistic = balanced_accuracy(targets[idx], probabilities[idx], present)
             table[key][value] = {
                 "images": int(len(idx)), "melanomas": int(melanoma[idx].sum()),
-                "balanced_accuracy": balanced_accuracy(targets, probabilities, present)(idx),
-                "melanoma_sensitivity": float(flagged[idx][melanoma[idx]].mean()) if melanoma[idx].any() else None}
+                "balanced_accuracy": with_interval(statistic, groups[idx]),
+                "melanoma_sensitivity": with_interval(sensitivity_at(melanoma[idx], flagged[idx]), groups[idx])
+                if melanoma[idx].any() else None}
     return table
 
 
@@ -178,7 +180,7 @@ def referral_figures(val, test, val_targets, test_targets, names) -> dict:
     rows = {}
     for label, referred in (("shipped rule", shipped), ("20 % referral rate (predictive entropy)", rate_rule)):
         rows[label] = {"referred": float(referred.mean()),
-                       "melanomas_referred": float(referred[melanoma].mean()),
+                       "melanomas_referred": float(referred[melanoma].mean()) if melanoma.any() else None,
                        "accuracy_kept": float(correct[~referred].mean()) if (~referred).any() else None,
                        "accuracy_all": float(correct.mean())}
     rows["20 % referral rate (predictive entropy)"]["threshold"] = float(threshold)
@@ -244,7 +246,7 @@ def run(bundle: Path, data: Path, out: Path, limit: int | None, history: Path | 
     figures["baselines"] = {
         "majority_class": accuracy_figures(test_targets, majority, groups, names, None),
         "colour_histogram_logistic_regression": accuracy_figures(test_targets, baseline, groups, names, None)}
-    figures["subgroups"] = subgroups(metadata, test_images, test_targets, test["probabilities"], names,
+    figures["subgroups"] = subgroups(metadata, test_images, test_targets, test["probabilities"], groups, names,
                                      mel_threshold)
     figures["calibration"] = {
         "before": calibration_figures(uncalibrated(test["probabilities"], manifest.temperature), test_targets),
@@ -277,6 +279,10 @@ def run(bundle: Path, data: Path, out: Path, limit: int | None, history: Path | 
     return figures
 
 
+def number(value) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
 def interval(figure: dict) -> str:
     low, high = figure["ci95"]
     return f"{figure['value']:.3f} ({low:.3f}-{high:.3f})" if low is not None else f"{figure['value']:.3f}"
@@ -301,23 +307,24 @@ def summary(figures: dict) -> str:
         lines.append(f"calibration {name}: ECE {row['ece']:.4f}, MCE {row['mce']:.4f}, NLL {row['nll']:.4f}, "
                      f"Brier {row['brier']:.4f}")
     for name, row in figures["referral"].items():
-        lines.append(f"{name}: referred {row['referred']:.3f}, melanomas referred {row['melanomas_referred']:.3f}, "
-                     f"accuracy kept {row['accuracy_kept']:.3f} (all {row['accuracy_all']:.3f})")
+        lines.append(f"{name}: referred {number(row['referred'])}, melanomas referred "
+                     f"{number(row['melanomas_referred'])}, accuracy kept {number(row['accuracy_kept'])} "
+                     f"(all {number(row['accuracy_all'])})")
     ood = figures["out_of_distribution"]
     lines.append(f"PAD-UFES-20 ({ood['photos']} phone photos) vs held-out dermoscopy, AUROC: " + ", ".join(
-        f"{name} {value:.3f}" for name, value in ood["auroc"].items())
+        f"{name} {number(value)}" for name, value in ood["auroc"].items())
         + f"; shipped rule refers {ood['referred_by_shipped_rule']:.3f} of the photos "
           f"({ood['dermoscopy_referred_by_shipped_rule']:.3f} of the dermoscopy)")
     external = figures["external_isic2017"]
     lines.append(f"ISIC 2017 (external, {external['images']} images): balanced accuracy "
-                 f"{interval(external['balanced_accuracy'])}, MEL AUC {external['per_class']['MEL']['auc']:.3f}")
+                 f"{interval(external['balanced_accuracy'])}, MEL AUC {number(external['per_class']['MEL']['auc'])}")
     return "\n".join(lines)
 
 
 def markdown(figures: dict) -> str:
     """docs/real/figures.md: every figure as a table, written by the run that measured it."""
     def cell(figure):
-        return "-" if figure is None else interval(figure) if isinstance(figure, dict) else f"{figure:.3f}"
+        return interval(figure) if isinstance(figure, dict) else number(figure)
 
     test = figures["test"]
     rule = figures["referral_rule"]
@@ -345,7 +352,7 @@ def markdown(figures: dict) -> str:
         out += ["", f"Melanoma at the bundle's threshold p(MEL) >= {row['threshold']:.4f} ({rule['chosen_by']}): "
                     f"sensitivity {cell(row['sensitivity'])}, specificity {cell(row['specificity'])}."]
     out += ["", "![confusion](confusion.png) ![roc](roc.png)", "", "## Subgroups (HAM10000 metadata)", "",
-            "| group | value | images | melanomas | balanced accuracy | melanoma sensitivity |",
+            "| group | value | images | melanomas | balanced accuracy | melanoma sensitivity at the threshold |",
             "| --- | --- | --- | --- | --- | --- |"]
     for key, rows in figures["subgroups"].items():
         for value, row in rows.items():
@@ -360,7 +367,7 @@ def markdown(figures: dict) -> str:
             "| rule | referred | melanomas referred | accuracy of the kept | accuracy of all |",
             "| --- | --- | --- | --- | --- |"]
     for name, row in figures["referral"].items():
-        out.append(f"| {name} | {row['referred']:.3f} | {row['melanomas_referred']:.3f} | "
+        out.append(f"| {name} | {row['referred']:.3f} | {cell(row['melanomas_referred'])} | "
                    f"{cell(row['accuracy_kept'])} | {row['accuracy_all']:.3f} |")
     out += ["", "Risk-coverage (balanced accuracy of the kept images as the most uncertain are referred):", "",
             "| score | AURC | 0 % | 10 % | 20 % | 30 % |", "| --- | --- | --- | --- | --- | --- |"]
