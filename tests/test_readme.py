@@ -72,8 +72,8 @@ def block_after(marker: str, language: str = "bash") -> str:
 def as_printed_here(line: str, bundle: Path) -> str:
     """A README line with the demo bundle replaced by the test's, and the shipped assets and real model by absolute
     paths."""
-    return line.replace("demo_out/export/model.onnx", str(bundle)).replace("assets/", f"{README.parent}/assets/") \
-        .replace("models/", f"{README.parent}/models/")
+    line = line.replace("demo_out/export/model.onnx", str(bundle)).replace("assets/", f"{README.parent}/assets/")
+    return re.sub(r"(?<![\w/])models/", f"{README.parent}/models/", line)
 
 
 @pytest.mark.slow
