@@ -104,7 +104,6 @@ def train(
     if int(os.environ.get("RANK", "0")) != 0:
         guarded(lambda: run_training(config))
         return
-    say_what_was_found(data, seed, skip_missing, layout)
     with progress_bar() as bar:
         task = bar.add_task("training", total=None, status="")
 
@@ -114,7 +113,8 @@ def train(
             bar.update(task, completed=step, description=f"epoch {epoch + 1}/{epochs}",
                        status=f"loss {loss_value:.3f}")
 
-        summary = guarded(lambda: run_training(config, progress=advance))
+        summary = guarded(lambda: run_training(
+            config, progress=advance, found=lambda text: console.print(f"{data}: {text}", soft_wrap=True)))
     table = Table("epoch", "train loss", "val acc", "val balanced acc", title=f"{arch} @ {image_size}px"
                   + (f" · {summary['world_size']} processes" if summary["world_size"] > 1 else ""))
     for row in summary["history"]:
@@ -127,14 +127,6 @@ def train(
     if summary["stopped_early"]:
         console.print(f"stopped early: no better validation balanced accuracy for {early_stopping} epochs")
     console.print(f"checkpoints in {out}")
-
-
-def say_what_was_found(data: Path, seed: int, skip_missing: bool, layout) -> None:
-    """Counts per class, absent classes, labels without images and images without labels, the split."""
-    from melanomanet.data.layouts import prepare_data
-
-    found = guarded(lambda: prepare_data(data, seed, skip_missing, str(layout) if layout else None))
-    console.print(f"{data}: {found.describe()}", soft_wrap=True)
 
 
 def launch_torchrun(ctx: typer.Context, nproc: int) -> int:

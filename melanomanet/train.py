@@ -141,23 +141,26 @@ def shard_record(sampler, train_indices: np.ndarray, dist: Distributed) -> dict:
             "duplicated": sum(map(len, seen)) - len(union), "unseen": len(train_indices) - len(union)}
 
 
-def train(config: TrainConfig, progress=None) -> dict:
+def train(config: TrainConfig, progress=None, found=None) -> dict:
     """Train and write `best.safetensors` and `last.safetensors` under `config.out`; return a summary.
 
     Under torchrun every rank trains its shard; only rank 0 writes checkpoints and the history.
-    `progress(epoch, step, steps, loss)` is called after each step on rank 0."""
+    `progress(epoch, step, steps, loss)` is called after each step on rank 0, `found(text)` once the data is read
+    (what was found: counts per class, absent classes, the split)."""
     dist = Distributed.from_environment()
     try:
-        return _train(config, dist, progress if dist.is_main else None)
+        return _train(config, dist, progress if dist.is_main else None, found if dist.is_main else None)
     finally:
         dist.close()
 
 
-def _train(config: TrainConfig, dist: Distributed, progress) -> dict:
+def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
     torch.manual_seed(config.seed)
     device = dist.device
     prepared = prepare_data(config.data, config.seed, config.skip_missing, config.layout)
     image_root, labels, splits, missing = prepared.image_root, prepared.labels, prepared.splits, prepared.missing
+    if found is not None:
+        found(prepared.describe())
     if len(splits["val"]) == 0:
         raise DatasetError(f"{config.data}: the validation split is empty ({len(labels.images)} labelled images); "
                            "training needs enough images per class for a 70/15/15 split")

@@ -54,6 +54,7 @@ class Prepared:
     timings: dict
     view: np.ndarray
     factor: float
+    input_warnings: list[str]
 
 
 class Predictor:
@@ -110,7 +111,7 @@ class Predictor:
         return result
 
     def prepare(self, image: str | Path | np.ndarray | bytes, name: str | None = None) -> Prepared:
-        """Decode (a file, an encoded image's bytes, or an RGB array) and preprocess."""
+        """Decode (a file, an encoded image's bytes, or an RGB array), preprocess, and check the input's domain."""
         started = time.perf_counter()
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
@@ -124,8 +125,12 @@ class Predictor:
         decoded = time.perf_counter()
         tensor = preprocess(rgb, self.manifest.preprocessing)[None]
         view, factor = bounded_view(rgb)
+        # The input-domain check needs only the view: here it runs where decoding does (a worker in a pipelined
+        # batch), not after the network.
+        warnings = domain_warnings(view)
         return Prepared(name, rgb, header, tensor, {"decode": _ms(started, decoded),
-                                                    "preprocess": _ms(decoded, time.perf_counter())}, view, factor)
+                                                    "preprocess": _ms(decoded, time.perf_counter())}, view, factor,
+                        warnings)
 
     def infer(self, prepared: Prepared, requested: int | None = None) -> dict:
         started = time.perf_counter()
@@ -170,7 +175,7 @@ class Predictor:
         probabilities = softmax(outputs[LOGITS][0].astype(np.float64) / temperature)
         uncertainty = mc_uncertainty(outputs[MC_LOGITS][0].astype(np.float64) / temperature)
         referral = review(self.referral, uncertainty, probabilities, self.manifest.class_names,
-                          domain_warnings(prepared.view))
+                          prepared.input_warnings)
         uncertainty = replace(uncertainty, flagged=referral["flagged"])
         timings["uncertainty"] = _since(mark)
         mark = time.perf_counter()

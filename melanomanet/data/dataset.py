@@ -1,4 +1,5 @@
-"""A torch Dataset over an ISIC-layout folder; decoding and preprocessing are the runtime's own."""
+"""A torch Dataset over a prepared data folder (its image files by name); decoding and preprocessing are the
+runtime's own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from melanomanet.data.augment import augment
-from melanomanet.data.isic import Labels, image_path
+from melanomanet.data.labels import Labels
 from runtime.errors import ImageError
 from runtime.imageio import load_image
 from runtime.manifest import Preprocessing
@@ -17,9 +18,9 @@ from runtime.preprocess import preprocess
 
 
 class IsicDataset(torch.utils.data.Dataset):
-    def __init__(self, root: str | Path, labels: Labels, indices: np.ndarray, preprocessing: Preprocessing,
+    def __init__(self, files: dict[str, Path], labels: Labels, indices: np.ndarray, preprocessing: Preprocessing,
                  train: bool = False, seed: int = 0):
-        self.root = root if isinstance(root, dict) else Path(root)
+        self.files = files
         self.labels = labels
         self.indices = np.asarray(indices)
         self.preprocessing = preprocessing
@@ -32,7 +33,7 @@ class IsicDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, position: int):
         index = int(self.indices[position])
-        path = image_path(self.root, self.labels.images[index])
+        path = self.files[self.labels.images[index]]
         try:
             image = load_image(path)
         except ImageError as error:

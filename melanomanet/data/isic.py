@@ -12,7 +12,7 @@ from melanomanet.data.onehot import read_one_hot
 from runtime.errors import DatasetError
 from runtime.manifest import CLASS_NAMES
 
-__all__ = ["SPLITS", "Labels", "DatasetError", "class_weights", "image_path", "read_ground_truth",
+__all__ = ["SPLITS", "Labels", "DatasetError", "class_weights", "read_ground_truth",
            "stratified_split", "find_ground_truth", "is_isic2019", "read_isic2019"]
 
 GROUND_TRUTH_NAMES = ("ISIC_2019_Training_GroundTruth.csv",)
@@ -53,14 +53,3 @@ def class_weights(targets: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> n
     weights = np.zeros(num_classes)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights.astype(np.float32)
-
-
-def image_path(root: Path | dict, name: str) -> Path:
-    """An image's file: looked up by name in a layout's index, or beside the CSV."""
-    if isinstance(root, dict):
-        return root[name]
-    for suffix in (".jpg", ".jpeg", ".png"):
-        candidate = root / f"{name}{suffix}"
-        if candidate.exists():
-            return candidate
-    return root / f"{name}.jpg"
