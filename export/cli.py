@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from runtime.console import console, fail, guarded
-from runtime.errors import MnetError
+from runtime.console import console, fail, guarded, progress_bar
+from runtime.errors import ConfigError, MnetError
 from runtime.serving import GPU_QUEUE_DELAY_US
 
 app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and TensorRT engines, verified against PyTorch.",
@@ -20,6 +20,25 @@ app = typer.Typer(help="Export MelanomaNet checkpoints to ONNX bundles and Tenso
 
 class Target(str, Enum):
     tensorrt = "tensorrt"
+
+
+class Precision(str, Enum):
+    fp16 = "fp16"
+    int8 = "int8"
+    bf16 = "bf16"
+
+
+class QuantizeTarget(str, Enum):
+    ort = "ort"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+
+
+class Method(str, Enum):
+    auto = "auto"
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
 
 
 CheckpointArg = Annotated[Optional[Path], typer.Argument(help="A .safetensors checkpoint from `mnet train`.")]
@@ -124,7 +143,7 @@ def check(
     """List the ops and attributes the target's ONNX parser does not support (runs on CPU)."""
     from export.stages.check import check_tensorrt
 
-    report = check_tensorrt(model)
+    report = guarded(lambda: check_tensorrt(model))
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for problem in report.problems:
@@ -138,9 +157,9 @@ def check(
 def trt(
     model: Annotated[Path, typer.Argument(help="The exported .onnx file.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="The engine file to write.")] = Path("model.engine"),
-    fp16: Annotated[bool, typer.Option(help="Allow FP16 kernels.")] = False,
-    int8: Annotated[bool, typer.Option(help="INT8 with entropy calibration (needs --calib).")] = False,
-    calib: Annotated[Optional[Path], typer.Option(help="Folder of calibration images.")] = None,
+    fp16: Annotated[bool, typer.Option(help="Allow FP16 kernels (from an FP32 or FP16 bundle).")] = False,
+    int8: Annotated[bool, typer.Option(help="INT8 from a QDQ bundle (`mnet-export quantize --precision int8 "
+                                       "--target tensorrt`): explicit quantization with its scales.")] = False,
     workspace: Annotated[float, typer.Option(min=0.1, help="Builder workspace in GB.")] = 2.0,
     batch: Annotated[str, typer.Option(help="Batch profile MIN:OPT:MAX.")] = "1:1:1",
     mc_samples: Annotated[str, typer.Option(help="MC-sample profile MIN:OPT:MAX.")] = "1:30:128",
@@ -150,13 +169,98 @@ def trt(
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
-        spec = EngineSpec(fp16=fp16, int8=int8, calib=calib, workspace_gb=workspace, batch=parse_range(batch),
+        spec = EngineSpec(fp16=fp16, int8=int8, workspace_gb=workspace, batch=parse_range(batch),
                           mc_samples=parse_range(mc_samples))
         manifest = OnnxRuntimeBackend(model).manifest
         path = build_engine(model, manifest, spec, out, log=console.print)
     except MnetError as error:
         fail(error)
     console.print(f"wrote {path} and {path.name}.json")
+
+
+@app.command()
+def quantize(
+    bundle: Annotated[Path, typer.Argument(help="The FP32 .onnx bundle (with its sidecar).")],
+    precision: Annotated[Precision, typer.Option(help="int8: static QDQ, calibrated; fp16: for GPUs and Jetsons; "
+                                                 "bf16: a run-time choice (OpenVINO's hint on the FP32 bundle): "
+                                                 "only its fidelity is measured and written.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="The .onnx bundle to write (bf16: the "
+                                                "fidelity report, default BUNDLE.bf16.fidelity.json).")] = None,
+    calib: Annotated[Optional[Path], typer.Option(help="Real images to calibrate INT8 on: a data folder the bundle "
+                                                  "was trained on (its training split is used) or a plain folder.")]
+    = None,
+    eval_: Annotated[Optional[list[Path]], typer.Option("--eval", metavar="DIR", help="Held-out real images to "
+                                                        "measure fidelity on (repeat for several sets): the "
+                                                        "training data's folder gives its validation split, another "
+                                                        "labelled set all its images. Default: --calib's validation "
+                                                        "split.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(min=1, help="At most this many images per --eval set "
+                                                      "(drawn, seeded).")] = None,
+    target: Annotated[QuantizeTarget, typer.Option(help="Where the INT8 bundle runs: ort and openvino take "
+                                                   "asymmetric activation ranges; tensorrt needs symmetric ones "
+                                                   "(zero points 0).")] = "ort",
+    method: Annotated[Method, typer.Option(help="INT8 calibration method; auto tries each and keeps the one that "
+                                           "agrees best with FP32 on tuning images.")] = "auto",
+    calib_images: Annotated[int, typer.Option(min=1, help="INT8 calibration images.")] = 300,
+    keep_fp32: Annotated[Optional[list[str]], typer.Option(metavar="GROUP", help="Layer groups kept FP32 from "
+                                                           "the start: stem, squeeze_excite, depthwise, "
+                                                           "pointwise, full, head.")]
+    = None,
+    accept_fidelity: Annotated[bool, typer.Option(help="Write the bundle even when it misses the fidelity "
+                                                  "targets (the report and manifest say which).")] = False,
+):
+    """Make a reduced-precision bundle of the same contract, its fidelity against the FP32 bundle measured on
+    real held-out images (written beside it and into its manifest); one that misses the targets is refused."""
+    from export.precision import quantize_bundle
+    from export.stages.quantize import METHODS, QuantizeSpec
+
+    if precision == Precision.bf16:
+        spec = None
+        out = out or bundle.with_name(bundle.name + ".bf16.fidelity.json")
+    else:
+        if out is None:
+            fail(ConfigError(f"--precision {precision.value} needs -o OUT.onnx, the bundle to write"))
+        methods = METHODS if method == Method.auto else (method.value,)
+        spec = guarded(lambda: QuantizeSpec(precision.value, target.value, methods, calib_images,
+                                            tuple(keep_fp32 or ())))
+    with progress_bar(with_status=False) as bar:
+        task = bar.add_task("explaining with both bundles", total=None)
+        outcome = guarded(lambda: quantize_bundle(
+            bundle, spec, out, calib, list(eval_ or []), eval_limit, accept_fidelity, log=console.print,
+            progress=lambda done, total: bar.update(task, completed=done, total=total)))
+    _print_fidelity(outcome.figures)
+    if outcome.bundle is not None:
+        console.print(f"wrote {outcome.bundle} ({outcome.bundle.stat().st_size / 1e6:.1f} MB), its sidecar and "
+                      f"{outcome.report.name}", soft_wrap=True)
+    else:
+        console.print(f"wrote {outcome.report}: BF16 needs no new bundle; run the FP32 one with --backend "
+                      "openvino-bf16", soft_wrap=True)
+    if not outcome.figures["passed"]:
+        console.print("[yellow]accepted below the fidelity targets:[/yellow] " + "; ".join(outcome.figures["failed"]),
+                      soft_wrap=True)
+
+
+def _print_fidelity(figures: dict) -> None:
+    console.print(f"fidelity on {figures['images']} held-out images ({figures['backend']}, {figures['precision']}):")
+    rows = [("top-1 agreement", f"{figures['top1_agreement']:.4f}"),
+            ("max / mean |delta p|", f"{figures['max_abs_probability_difference']:.4f} / "
+                                     f"{figures['mean_abs_probability_difference']:.5f}"),
+            ("referral agreement", f"{figures['referral_agreement']:.4f}"),
+            ("GradCAM++ Pearson median / 5th pct", f"{figures['gradcampp_pearson']['median']:.4f} / "
+                                                   f"{figures['gradcampp_pearson']['p5']:.4f}")]
+    if "melanoma" in figures:
+        mel = figures["melanoma"]
+        low, high = mel["fp32"]["sensitivity_ci95"]
+        rows.append(("melanoma sensitivity FP32 -> candidate", f"{mel['fp32']['sensitivity']:.3f} ({low:.3f}-"
+                     f"{high:.3f}) -> {mel['candidate']['sensitivity']:.3f}"))
+        rows.append(("melanoma specificity FP32 -> candidate", f"{mel['fp32']['specificity']:.3f} -> "
+                     f"{mel['candidate']['specificity']:.3f}"))
+    if "ece" in figures:
+        rows.append(("ECE FP32 -> candidate", f"{figures['ece']['fp32']:.4f} -> {figures['ece']['candidate']:.4f}"))
+    for name, value in rows:
+        console.print(f"  {name:<40} {value}", highlight=False)
+    console.print("  [green]meets the fidelity targets[/green]" if figures["passed"] else
+                  "  [red]misses:[/red] " + "; ".join(figures["failed"]), soft_wrap=True)
 
 
 @app.command("all")

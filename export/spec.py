@@ -22,6 +22,17 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class FidelityTargets:
+    """A reduced-precision bundle (FP16, INT8, or BF16 at run time) against its FP32 bundle on held-out real
+    images: what it must reach to be accepted (`mnet-export quantize`, `mnet bench --precision`)."""
+
+    top1_agreement: float = 0.99
+    referral_agreement: float = 0.98
+    gradcampp_pearson_median: float = 0.98
+    melanoma_sensitivity_within_interval: bool = True  # the FP32 bundle's bootstrap 95 % interval
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     image_size: int
     cam_layer: str = "last"

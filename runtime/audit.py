@@ -333,7 +333,7 @@ def prediction_entry(report_bytes: bytes, manifest, options: dict, report_file: 
     entry = {
         "input_sha256": input_sha256, "bundle_sha256": model["sha256"], "bundle_file": model["file"],
         "source_sha256": model["source_sha256"], "manifest_schema": manifest.schema,
-        "backend": model["backend"], "precision": manifest.extra.get("precision", "fp32"),
+        "backend": model["backend"], "precision": model["precision"],
         "mc_samples": uncertainty["mc_samples"], "seed": uncertainty["seed"], "options": options,
         "outputs": {
             "probabilities": report["prediction"]["probabilities"], "predicted": report["prediction"]["label"],

@@ -101,15 +101,20 @@ def _throughput(predictor: Predictor, tensors: np.ndarray, repeats: int) -> dict
                         "report"}
 
 
-def sample_images(images: Path | None, limit: int = 8) -> list[bytes]:
-    """The encoded bytes of up to `limit` images of the folder, or of the drawn lesion."""
+def sample_files(images: Path | None, limit: int = 8) -> list[Path]:
+    """Up to `limit` image files of the folder, or the drawn lesion (written to a temporary folder kept for the
+    process's life)."""
     if images:
         files = [found.path for found in collect_images([images])[0][:limit]]
         if not files:
             raise ConfigError(f"--images {images}: no images there")
-        return [path.read_bytes() for path in files]
-    with tempfile.TemporaryDirectory() as folder:
-        return [_synthetic_file(Path(folder)).read_bytes()]
+        return files
+    return [_synthetic_file(Path(tempfile.mkdtemp(prefix="mnet-bench-")))]
+
+
+def sample_images(images: Path | None, limit: int = 8) -> list[bytes]:
+    """The encoded bytes of up to `limit` images of the folder, or of the drawn lesion."""
+    return [path.read_bytes() for path in sample_files(images, limit)]
 
 
 def _synthetic_file(folder: Path) -> Path:

@@ -25,6 +25,7 @@ from runtime.console import (
     OperatorOpt,
     console,
     fail,
+    guarded,
     progress_bar,
     run_app,
     stdout,
@@ -250,6 +251,10 @@ def bench(
     concurrency: Annotated[str, typer.Option(help="With --server: clients at once, one figure per value "
                                              "(comma-separated).")] = "1,4,16",
     requests: Annotated[int, typer.Option(min=1, help="With --server: requests per concurrency.")] = 100,
+    precision: Annotated[bool, typer.Option("--precision", help="Time the FP32 bundle and the reduced-precision "
+                                            "bundles `mnet-export quantize` made beside it (and BF16 under "
+                                            "OpenVINO) as whole explained predictions, and recommend the fastest "
+                                            "that met the fidelity targets.")] = False,
 ):
     """Latency per stage of whole explained predictions from image files (report included, p50/p95/p99),
     mnet run's images per second one at a time and pipelined, inference-only images per second, peak memory.
@@ -258,6 +263,8 @@ def bench(
         return _bench_server(server, concurrency, requests, images, json_out)
     if model is None:
         fail(ConfigError("give --model model.onnx (or --server URL)"))
+    if precision:
+        return _bench_precision(model, mc_samples, images, repeats, json_out)
     from runtime.bench import bench as run_bench
 
     try:
@@ -276,6 +283,33 @@ def bench(
         said = figures["includes"]
         stdout.print(f"{name}: {figures['images_per_s']:.1f} images/s{scope} {figures.get('note', '')}")
     stdout.print(f"peak resident memory: {report['peak_rss_mb']:.0f} MB")
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+
+
+def _bench_precision(model: Path, mc_samples: Optional[int], images: Optional[Path], repeats: int,
+                     json_out: Optional[Path]):
+    from runtime.bench import sample_files
+    from runtime.precision import compare_precisions
+
+    with console.status("timing each precision (whole explained predictions)"):
+        report = guarded(lambda: compare_precisions(model, sample_files(images), repeats, mc_samples))
+    table = Table("bundle", "backend", "precision", "p50 ms", "x FP32", "fidelity", title=f"{model.name}: "
+                  f"precisions on this machine (CPU: {', '.join(report['cpu_flags']) or 'no BF16/INT8 units'})")
+    for row in report["rows"]:
+        verdict = ("reference" if row["precision"] == "fp32" else "meets the targets" if row["meets_targets"] else
+                   "not measured" if not row["fidelity_measured"] else "misses: " + "; ".join(row["failed"]))
+        table.add_row(row["bundle"], row["backend"], row["precision"], f"{row['p50_ms']:.1f}",
+                      f"{row['speedup_over_ort_fp32']:.2f}", verdict)
+    stdout.print(table)
+    best = report["recommended"]
+    stdout.print(f"recommended here: {best['precision']} on {best['backend']} ({best['bundle']}, "
+                 f"{best['p50_ms']:.1f} ms, {best['speedup_over_ort_fp32']:.2f}x FP32 on ONNX Runtime), the "
+                 "fastest that met the fidelity targets", soft_wrap=True)
+    unmeasured = [row for row in report["rows"] if not row["fidelity_measured"]]
+    if unmeasured:
+        stdout.print(f"BF16 has no fidelity report yet: mnet-export quantize {model} --precision bf16 --eval DIR",
+                     soft_wrap=True)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
 

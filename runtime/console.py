@@ -126,8 +126,11 @@ class LineProgress:
     def advance(self, task: int, advance: float = 1) -> None:
         self.update(task, completed=self.tasks[task]["completed"] + advance)
 
-    def update(self, task: int, completed: float | None = None, description: str | None = None, **fields) -> None:
+    def update(self, task: int, completed: float | None = None, description: str | None = None,
+               total: float | None = None, **fields) -> None:
         state = self.tasks[task]
+        if total is not None:
+            state["total"] = total
         if description is not None and description != state["description"]:
             state.update(description=description, shown=None)
         if completed is not None:

@@ -1,7 +1,8 @@
 """`mnet doctor`: what is installed, which backends will work, and the fix for each that will not.
 
-Nothing heavy is imported to find out: versions come from package metadata, the GPU from nvidia-smi, and only
-onnxruntime (which the runtime needs anyway) is imported, to list its execution providers."""
+Little is imported to find out: versions come from package metadata, the GPU from nvidia-smi, the CPU's BF16 and
+INT8 units from /proc/cpuinfo; onnxruntime (which the runtime needs anyway) is imported to list its execution
+providers, and OpenVINO, where installed, to list its devices."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import subprocess
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+from runtime.precision import cpu_flags, hardware_advice
+
 PACKAGES = ("numpy", "opencv-python-headless", "pillow", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-            "cuda-python", "torch", "timm", "onnx", "tritonclient")
+            "cuda-python", "torch", "timm", "onnx", "tritonclient", "openvino")
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,21 @@ def onnxruntime_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+def openvino_devices() -> list[str]:
+    try:
+        import openvino
+    except ImportError:
+        return []
+    return list(openvino.Core().available_devices)
+
+
 def diagnose() -> list[Check]:
     versions = {package: installed(package) for package in PACKAGES}
     providers = onnxruntime_providers()
     gpu = gpu_name()
     runtime_ready = bool(providers) and all(versions[p] for p in ("numpy", "opencv-python-headless", "pillow"))
     engine_ready = bool(versions["tensorrt"] and versions["cuda-python"] and gpu)
+    devices = openvino_devices()
     return [
         Check("runtime (ort-cpu)", runtime_ready and "CPUExecutionProvider" in providers,
               f"onnxruntime {versions['onnxruntime'] or versions['onnxruntime-gpu'] or 'missing'}, providers: "
@@ -70,6 +82,11 @@ def diagnose() -> list[Check]:
               f"tensorrt {versions['tensorrt'] or 'missing'}, cuda-python {versions['cuda-python'] or 'missing'}",
               "pip install 'melanomanet-edge[gpu]' on a machine with an NVIDIA GPU (JetPack ships TensorRT), then "
               "mnet-export trt model.onnx -o model.engine"),
+        Check("openvino", bool(devices), f"openvino {versions['openvino'] or 'missing'}, devices: "
+              f"{', '.join(devices) or 'none'}", "pip install 'melanomanet-edge[openvino]' (Intel CPUs, GPUs and "
+              "NPUs; BF16 on CPUs that have it: --backend openvino-bf16)"),
+        Check("precision", True, hardware_advice(cpu_flags(), gpu, bool(devices)) + "; measure it on your bundle: "
+              "mnet bench --model model.onnx --precision"),
         serving_check(versions["tritonclient"]),
         Check("training and export", bool(versions["torch"] and versions["timm"] and versions["onnx"]),
               f"torch {versions['torch'] or 'missing'}, timm {versions['timm'] or 'missing'}, "

@@ -44,6 +44,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("area", "bilinear", "bilinear_antialias")
 DEFAULT_MC_SAMPLES = 30
+GRAPH_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Manifest:
     cam_mode: str = "last"
     split_seed: int = 0
     concepts: dict = field(default_factory=dict)
+    precision: str = "fp32"  # of the graph's weights and arithmetic: fp32, fp16 or int8 (QDQ)
+    quantization: dict = field(default_factory=dict)  # how a reduced-precision bundle was made and its fidelity
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -102,6 +105,8 @@ class Manifest:
         if not (isinstance(self.mc_samples, int) and self.mc_samples >= 1):
             raise ManifestError(f"mc_samples {self.mc_samples!r} must be a whole number of at least 1")
         ReferralRule.from_dict(self.referral, self.flag_threshold)
+        if self.precision not in GRAPH_PRECISIONS:
+            raise ManifestError(f"precision {self.precision!r} is not one of {', '.join(GRAPH_PRECISIONS)}")
 
     @property
     def referral_rule(self) -> ReferralRule:

@@ -83,6 +83,7 @@ class Predictor:
         self.max_pixels = max_pixels
         self.model_info = {"name": self.manifest.architecture, "file": self.path.name,
                            "sha256": self.backend.sha256 or sha256_file(self.path), "backend": self.backend.name,
+                           "precision": self.backend.precision,
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
                            "input_size": self.manifest.preprocessing.image_size,
                            "verified_against_sidecar": verify or isinstance(backend, Backend),

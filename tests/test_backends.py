@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from export.stages.tensorrt import EngineSpec, calibration_batches, calibration_files, parse_range
+from export.stages.tensorrt import EngineSpec, check_precision, parse_range
 from runtime.backends.base import Backend, TensorSpec
 from runtime.backends.tensorrt import rebuild_command, sidecar_mismatch
-from runtime.errors import BackendError, ConfigError, ManifestError, MnetError
+from runtime.errors import BackendError, ConfigError, ManifestError
 from runtime.manifest import Manifest, Preprocessing, read_sidecar, write_sidecar
 from tests.conftest import SAMPLES
 
@@ -42,18 +42,18 @@ def test_bad_profile_ranges_are_refused(text):
         parse_range(text)
 
 
-def test_calibration_batches_use_the_runtime_preprocessing_and_pad():
-    spec = Preprocessing(image_size=64)
-    files = calibration_files(SAMPLES, limit=5)
-    batches = list(calibration_batches(files, spec, batch=2))
-    assert len(batches) == 3 and all(b.shape == (2, 3, 64, 64) and b.dtype == np.float32 for b in batches)
-    np.testing.assert_array_equal(batches[-1][0], batches[-1][1])
+def test_int8_engines_build_only_from_a_qdq_bundle_made_for_tensorrt():
     assert EngineSpec(int8=True).precision == "int8" and EngineSpec(fp16=True).precision == "fp16"
-
-
-def test_calibration_without_images_says_what_is_needed(tmp_path):
-    with pytest.raises(MnetError, match="calibration images"):
-        calibration_files(tmp_path, limit=10)
+    fp32 = Manifest(architecture="a", preprocessing=Preprocessing(image_size=64))
+    with pytest.raises(ConfigError, match="mnet-export quantize model.onnx --precision int8 --target tensorrt"):
+        check_precision("model.onnx", fp32, EngineSpec(int8=True))
+    for_ort = fp32.with_updates(precision="int8", quantization={"target": "ort"})
+    with pytest.raises(ConfigError, match="symmetric"):
+        check_precision("model.onnx", for_ort, EngineSpec(int8=True))
+    with pytest.raises(ConfigError, match="builds with --int8"):
+        check_precision("model.onnx", for_ort.with_updates(quantization={"target": "tensorrt"}), EngineSpec())
+    check_precision("model.onnx", for_ort.with_updates(quantization={"target": "tensorrt"}), EngineSpec(int8=True))
+    check_precision("model.onnx", fp32, EngineSpec(fp16=True))
 
 
 def test_sidecar_round_trip_and_tamper_detection(tmp_path):

@@ -362,7 +362,8 @@ def test_abcde_exits_1_with_the_reason_when_the_prior_is_another_lesion(tmp_path
     (["--mc-samples", "0"], "--mc-samples"),
     (["--mm-per-px", "-1"], "not positive"),
     (["--mm-per-px", "0"], "not positive"),
-    (["--backend", "cuda"], "'ort-cpu', 'ort-cuda', 'ort-trt', 'tensorrt'"),
+    (["--backend", "cuda"], "'ort-cpu', 'ort-cuda', 'ort-trt', 'openvino', 'openvino-bf16', 'openvino-gpu', "
+                                "'openvino-npu', 'tensorrt'"),
     (["--threads", "-2"], "--threads"),
 ])
 def test_run_refuses_values_it_cannot_honour(arguments, message, tmp_path):

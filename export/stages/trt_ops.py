@@ -13,6 +13,9 @@ UNSUPPORTED = frozenset({
     "StringConcat", "StringNormalizer", "StringSplit", "TfIdfVectorizer", "Unique",
 })
 
+# Explicit quantization: TensorRT imports these as IQuantizeLayer / IDequantizeLayer (symmetric INT8).
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
 # Operators whose listed weight input must be a constant (an initializer or a Constant node).
 CONSTANT_WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1}
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from runtime.backends.base import Backend, TensorSpec
 from runtime.backends.onnxruntime import PROVIDERS
+from runtime.backends.openvino import OPENVINO_BACKENDS
 from runtime.contract import check_graph
 from runtime.errors import BackendError, ManifestError
 from runtime.manifest import Manifest, read_sidecar, sidecar_path
 
-# The names `--backend` takes, in one place: ONNX Runtime's provider stacks, then TensorRT engines.
-BACKENDS = (*PROVIDERS, "tensorrt")
+# The names `--backend` takes, in one place: ONNX Runtime's provider stacks, OpenVINO's devices, then TensorRT
+# engines (last).
+BACKENDS = (*PROVIDERS, *OPENVINO_BACKENDS, "tensorrt")
 
 
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -30,6 +32,12 @@ def open_backend(path: str | Path, backend: str = "ort-cpu", threads: int = 0, v
         from runtime.backends.tensorrt import TensorRTBackend
 
         opened: Backend = TensorRTBackend(path)
+    elif backend in OPENVINO_BACKENDS:
+        from runtime.backends.openvino import OpenVinoBackend
+
+        opened = OpenVinoBackend(path, backend, threads)
+        if verify:
+            opened.sha256 = verify_bundle(path, opened.manifest)
     else:
         from runtime.backends.onnxruntime import OnnxRuntimeBackend
 

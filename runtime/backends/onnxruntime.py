@@ -47,6 +47,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"{path}: ONNX Runtime cannot load it as an ONNX model "
                                f"({str(error).splitlines()[0][:200]}); export one with `mnet-export onnx`") from error
         self.manifest = manifest_from_session(self.session, self.path)
+        self.precision = self.manifest.precision
         self.inputs = tuple(_spec(value) for value in self.session.get_inputs())
         self.outputs = tuple(_spec(value) for value in self.session.get_outputs())
         self.providers = self.session.get_providers()

@@ -17,7 +17,7 @@ from runtime.manifest import read_sidecar
 
 
 def rebuild_command(engine: str | Path, facts: dict) -> str:
-    flag = {"fp16": " --fp16", "int8": " --int8 --calib DIR"}.get(facts.get("precision", "fp32"), "")
+    flag = {"fp16": " --fp16", "int8": " --int8"}.get(facts.get("precision", "fp32"), "")
     return f"mnet-export trt {Path(engine).with_suffix('.onnx').name} -o {Path(engine).name}{flag}"
 
 
@@ -39,6 +39,7 @@ class TensorRTBackend(Backend):
         self.path = str(path)
         self.manifest, facts = read_sidecar(path)
         self.sha256 = facts["sha256"]
+        self.precision = facts.get("precision", "fp32")
         trt = import_tensorrt()
         self._cudart = import_cudart()
         mismatch = sidecar_mismatch(facts, trt.__version__, gpu_identity())
