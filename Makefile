@@ -12,7 +12,7 @@ LOCK_TOOLS := .venv-lock
 PIP_COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: install test test-gpu demo real bench bench-cuda bench-serving lint lock clean
+.PHONY: install test test-gpu demo real precision bench bench-cuda bench-serving lint lock clean
 
 # Both environments install exactly the locked versions (requirements/*.txt, with hashes; `make lock` refreshes
 # them), then the project itself without touching them.
@@ -51,6 +51,14 @@ demo: $(STAMP) $(SERVING_STAMP)
 # HAM10000 folder (the release's metadata CSV beside its images), REAL the folder with ph2/, pad-ufes-20/, isic2017/.
 real: $(STAMP)
 	bash scripts/real.sh $(DATA) $(REAL) $(REAL_OUT)
+
+# The precision table (docs/precision.md): the shipped model's FP16/INT8/BF16 fidelity on REAL's held-out images,
+# then the speed of each precision beside the reference pipeline (S at 384 px, B0 at 224 px).
+precision: $(STAMP)
+	$(PY) studies/precision_fidelity.py --data $(REAL) --out docs/precision
+	$(PY) -m pytest benchmarks/bench_precision.py -o python_files='bench_*.py' -p no:cacheprovider --benchmark-only \
+		--benchmark-min-rounds=5 --benchmark-max-time=1 --benchmark-columns=median,iqr \
+		--benchmark-json=.benchmarks/precision.json
 
 bench-serving: $(STAMP) $(SERVING_STAMP)
 	$(PY) -m benchmarks.serving --model $(DEMO_DIR)/export/model.onnx --images assets/samples

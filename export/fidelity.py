@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from export.spec import FidelityTargets
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, MnetError
 from runtime.manifest import Manifest
 
 MEL = "MEL"
@@ -43,7 +43,7 @@ def held_out_images(sources: list[Path], manifest: Manifest, limit: int | None =
             raise ConfigError(f"{source}: no such folder of held-out images (--eval)")
         try:
             prepared = prepare_data(source, manifest.split_seed, skip_missing=True)
-        except Exception:  # not a labelled layout: a plain folder of images
+        except MnetError:  # not a labelled layout: a plain folder of images
             items = [EvalImage(f.path, None, source.name) for f in collect_images([source])[0]]
         else:
             same_data = prepared.layout == trained_layout
@@ -76,7 +76,7 @@ def calibration_images(data: Path, manifest: Manifest, count: int, tune: int, se
     try:
         prepared = prepare_data(data, manifest.split_seed, skip_missing=True)
         files = [prepared.image_root[prepared.labels.images[i]] for i in prepared.splits["train"]]
-    except Exception:
+    except MnetError:  # not a labelled layout: a plain folder of images
         files = [f.path for f in collect_images([data])[0]]
     if not files:
         raise ConfigError(f"{data}: no calibration images; give a folder of a few hundred real dermoscopic images")

@@ -407,6 +407,9 @@ def serve(
 def doctor(
     sbom: Annotated[Optional[Path], typer.Option(help="Also write this environment's software bill of materials "
                                                  "(CycloneDX 1.6 JSON) here.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="An FP32 bundle: say which of its precisions (the bundles "
+                                                  "mnet-export quantize wrote beside it, BF16) to run here, from "
+                                                  "their measured fidelity and this hardware.")] = None,
 ):
     """What is installed, which backends will work here, and the fix for each that will not. Exit 0 when the
     runtime can run (ONNX Runtime on the CPU at least)."""
@@ -422,6 +425,12 @@ def doctor(
         console.print(f"wrote {sbom} (CycloneDX 1.6, sha256 {digest}: the value audit logs record)", soft_wrap=True)
 
     checks = diagnose()
+    if model is not None:
+        from runtime.doctor import Check, gpu_name
+        from runtime.precision import advise, cpu_flags
+
+        checks.append(Check(f"precision of {model.name}", True, guarded(lambda: advise(model, cpu_flags(),
+                                                                                       gpu_name()))))
     table = Table("", "check", "found", "fix", title="mnet doctor")
     table.columns[3].overflow = "fold"
     for check in checks:

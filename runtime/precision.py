@@ -124,3 +124,23 @@ def hardware_advice(flags: set[str], gpu: str | None, openvino: bool) -> str:
     if flags & {"avx512_vnni", "avx_vnni", "asimddp"}:
         return "this CPU has INT8 dot products (VNNI/dotprod): INT8 bundles where their fidelity holds"
     return "FP32: this CPU has no BF16 or INT8 dot-product instructions"
+
+
+def advise(bundle: Path, flags: set[str], gpu: str | None) -> str:
+    """`mnet doctor --model`: the precision to run here, from the hardware and the fidelity already measured for
+    this bundle (nothing is timed: `mnet bench --precision` measures)."""
+    found = candidates(bundle)
+    passed = [c for c in found if c.precision != "fp32" and c.meets_targets]
+    missed = [c for c in found if c.fidelity is not None and not c.meets_targets]
+    said = "; ".join([f"{c.label} meets the fidelity targets" for c in passed] +
+                     [f"{c.label} misses them ({'; '.join(c.fidelity['failed'])})" for c in missed]) or \
+        "no reduced precision measured yet (mnet-export quantize)"
+    if gpu:
+        choice = "an FP16 TensorRT engine (mnet-export trt --fp16)"
+    elif flags & {"avx512_bf16", "amx_bf16"} and any(c.backend == "openvino-bf16" for c in passed):
+        choice = "BF16 on OpenVINO (--backend openvino-bf16)"
+    elif any(c.precision == "int8" for c in passed):
+        choice = next(c.label for c in passed if c.precision == "int8")
+    else:
+        choice = "FP32 (--backend ort-cpu or openvino)"
+    return f"{said}. Here: {choice}; time them with mnet bench --model {bundle} --precision"

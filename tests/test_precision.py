@@ -217,3 +217,11 @@ def test_bench_precision_times_each_sibling_and_recommends_only_what_met_the_tar
     best = report["recommended"]
     assert best["meets_targets"] and best["p50_ms"] == min(r["p50_ms"] for r in report["rows"] if r["meets_targets"])
     assert "recommended here" in result.output and "misses: top-1 agreement" in result.output
+    from runtime.precision import advise
+
+    advice = advise(fp32, {"avx512_vnni"}, gpu=None)
+    assert "fp16 on ort-cpu meets the fidelity targets" in advice and "int8 on ort-cpu misses them (top-1" in advice
+    assert "Here: FP32" in advice  # the INT8 bundle missed its targets: never advised
+    assert "FP16 TensorRT engine" in advise(fp32, set(), gpu="NVIDIA Orin")
+    doctor = CliRunner().invoke(app, ["doctor", "--model", str(fp32)], env={"COLUMNS": "200"})
+    assert doctor.exit_code == 0 and f"precision of {fp32.name}" in doctor.output
