@@ -225,3 +225,11 @@ def test_bench_precision_times_each_sibling_and_recommends_only_what_met_the_tar
     assert "FP16 TensorRT engine" in advise(fp32, set(), gpu="NVIDIA Orin")
     doctor = CliRunner().invoke(app, ["doctor", "--model", str(fp32)], env={"COLUMNS": "200"})
     assert doctor.exit_code == 0 and f"precision of {fp32.name}" in doctor.output
+
+
+def test_the_precision_recorded_is_the_one_openvino_computes_in():
+    from runtime.backends.openvino import run_precision
+
+    assert run_precision("f32", "fp32") == "fp32" and run_precision("bf16", "fp32") == "bf16"
+    assert run_precision("f16", "fp32") == "fp16"  # a GPU's default, not asked for
+    assert run_precision("bf16", "int8") == "int8" and run_precision("f32", "fp16") == "fp16"

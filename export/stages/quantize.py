@@ -125,12 +125,14 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
         with _quiet():
             quant_pre_process(str(bundle), str(prepared), skip_symbolic_shape=True)
         groups = layer_groups(onnx.load(str(prepared), load_external_data=False))
+        features = _features(prepared)
         trials = []
 
         def trial(method: str, kept: tuple[str, ...]) -> float:
             excluded = [name for group in kept for name in groups.get(group, [])]
             candidate = Path(work) / "trial.onnx"
-            _quantize(prepared, candidate, calibration, method, spec.target, excluded, Path(work) / f"{method}.json")
+            _quantize(prepared, candidate, calibration, features, method, spec.target, excluded,
+                      Path(work) / f"{method}.json")
             agreement = float(np.mean(_logits(str(candidate), calibration.tune).argmax(1) == reference.argmax(1)))
             trials.append({"method": method, "fp32_groups": list(kept), "tuning_top1_agreement": agreement})
             log(f"  {method:<10} FP32 kept: {', '.join(kept) or 'none':<40} tuning top-1 agreement {agreement:.3f}")
@@ -146,13 +148,11 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
                 break
             gains = {group: trial(method, kept + (group,)) for group in remaining}
             group = max(gains, key=gains.get)
-            if len(remaining) == 1 or gains[group] <= best:
-                if gains[group] > best:
-                    kept, best = kept + (group,), gains[group]
+            if gains[group] <= best:
                 break
             kept, best = kept + (group,), gains[group]
         final = Path(work) / "final.onnx"
-        _quantize(prepared, final, calibration, method, spec.target, [n for g in kept for n in groups[g]],
+        _quantize(prepared, final, calibration, features, method, spec.target, [n for g in kept for n in groups[g]],
                   Path(work) / f"{method}.json")
         model = onnx.load(str(final))
     record = {"method": method, "target": spec.target, "per_channel_weights": True,
@@ -162,8 +162,8 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
     return model, record
 
 
-def _quantize(prepared: Path, out: Path, calibration: Calibration, method: str, target: str, excluded: list[str],
-              cache: Path) -> None:
+def _quantize(prepared: Path, out: Path, calibration: Calibration, features: int, method: str, target: str,
+              excluded: list[str], cache: Path) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -171,8 +171,6 @@ def _quantize(prepared: Path, out: Path, calibration: Calibration, method: str, 
         QuantType,
         quantize_static,
     )
-
-    features = _features(prepared)
 
     class Reader(CalibrationDataReader):
         def __init__(self):

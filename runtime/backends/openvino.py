@@ -59,7 +59,8 @@ class OpenVinoBackend(Backend):
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with multi-line reports
             raise BackendError(f"{path}: OpenVINO cannot compile it for {device} "
                                f"({str(error).strip().splitlines()[0][:200]})") from error
-        self.precision = hint_precision(hint, self.manifest.precision)
+        run_in = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # the device's choice too
+        self.precision = run_precision(run_in, self.manifest.precision)
         self.inputs = tuple(_spec(port) for port in self.compiled.inputs)
         self.outputs = tuple(_spec(port) for port in self.compiled.outputs)
         self._requests = threading.local()  # an infer request serves one call at a time: one per calling thread
@@ -75,9 +76,12 @@ class OpenVinoBackend(Backend):
         self.compiled = None
 
 
-def hint_precision(hint: str | None, graph_precision: str) -> str:
-    """What the report records: BF16 when the hint asks for it, otherwise the graph's own precision."""
-    return "bf16" if hint == "bf16" else graph_precision
+def run_precision(inference_precision: str, graph_precision: str) -> str:
+    """What the report records: the precision OpenVINO computes in (BF16 or FP16: a hint, or a GPU's default), or
+    the graph's own where it computes in FP32 or the graph is INT8."""
+    if graph_precision == "int8":
+        return graph_precision
+    return {"bf16": "bf16", "f16": "fp16"}.get(inference_precision, graph_precision)
 
 
 def _spec(port) -> TensorSpec:
