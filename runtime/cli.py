@@ -389,6 +389,10 @@ def serve(
     if backend == BackendName.tensorrt:
         fail(ConfigError("--backend tensorrt: serve the ONNX bundle with --backend ort-trt (TensorRT through ONNX "
                          "Runtime), or use `mnet-export triton` for a GPU Triton"))
+    if backend.value.startswith("openvino"):
+        fail(ConfigError(f"--backend {backend.value}: the serving environment (.venv-serve, Triton's Python stub) "
+                         "has no OpenVINO; serve with --backend ort-cpu, or run OpenVINO in-process (mnet run, "
+                         "Predictor)"))
     try:
         cores = os.cpu_count() or 1
         instances = instances or cores

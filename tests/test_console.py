@@ -57,6 +57,12 @@ def test_usage_lines_name_arguments_as_posix_does(application, name):
     ["export:onnx", "{tmp}/none.safetensors", "-o", "{tmp}/m.onnx"],
     ["export:verify", "nonexist.onnx", "--checkpoint", "{tmp}/none.safetensors"],
     ["export:trt", "nonexist.onnx", "-o", "{tmp}/m.engine"],
+    ["export:check", "nonexist.onnx"],
+    ["export:quantize", "nonexist.onnx", "--precision", "fp16", "--calib", "{tmp}", "-o", "{tmp}/m.onnx"],
+    ["export:quantize", "{bundle}", "--precision", "int8", "--calib", "{tmp}"],
+    ["bench", "--model", "nonexist.onnx", "--precision"],
+    ["run", SAMPLE, "--model", "{bundle}", "--backend", "openvino-npu", "-o", "{tmp}/o"],
+    ["serve", "--model", "{bundle}", "--backend", "openvino"],
 ])
 def test_a_command_line_asking_for_the_impossible_exits_2_in_one_line(argv, bundle, tmp_path):
     """The README's rule: what the command line asks for cannot be done -> 2, one line saying why."""
