@@ -12,11 +12,11 @@ from typing import Callable
 import numpy as np
 
 from export.spec import FidelityTargets
+from melanomanet.calibration import calibration_figures
 from runtime.errors import ConfigError, MnetError
 from runtime.manifest import Manifest
 
 MEL = "MEL"
-ECE_BINS = 15
 BOOTSTRAP = 1000
 
 
@@ -151,8 +151,8 @@ def fidelity(pairs: list[Paired], context: dict, targets: FidelityTargets, seed:
     labelled = [i for i, p in enumerate(pairs) if p.label is not None]
     if labelled:
         labels = np.array([pairs[i].label for i in labelled])
-        figures["ece"] = {"fp32": expected_calibration_error(reference[labelled], labels),
-                          "candidate": expected_calibration_error(candidate[labelled], labels)}
+        figures["ece"] = {"fp32": calibration_figures(reference[labelled], labels)["ece"],
+                          "candidate": calibration_figures(candidate[labelled], labels)["ece"]}
         if MEL in names and np.any(labels == names.index(MEL)):
             figures["melanoma"] = melanoma_calls(reference[labelled], candidate[labelled], labels, names,
                                                  context["rule"], seed)
@@ -206,19 +206,6 @@ def melanoma_calls(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
     return {"threshold": threshold, "melanomas": int(positive.sum()), "fp32": rates(ours) | {
         "sensitivity_ci95": [low, high]}, "candidate": candidate_rates,
         "sensitivity_within_interval": bool(low <= candidate_rates["sensitivity"] <= high)}
-
-
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    confidence = probabilities.max(1)
-    correct = probabilities.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)
 
 
 def _pearson(first: np.ndarray, second: np.ndarray) -> float:

@@ -101,20 +101,20 @@ def _throughput(predictor: Predictor, tensors: np.ndarray, repeats: int) -> dict
                         "report"}
 
 
-def sample_files(images: Path | None, limit: int = 8) -> list[Path]:
-    """Up to `limit` image files of the folder, or the drawn lesion (written to a temporary folder kept for the
-    process's life)."""
+def sample_files(images: Path | None, folder: Path, limit: int = 8) -> list[Path]:
+    """Up to `limit` image files of the folder `images`, or the drawn lesion, written into `folder`."""
     if images:
         files = [found.path for found in collect_images([images])[0][:limit]]
         if not files:
             raise ConfigError(f"--images {images}: no images there")
         return files
-    return [_synthetic_file(Path(tempfile.mkdtemp(prefix="mnet-bench-")))]
+    return [_synthetic_file(folder)]
 
 
 def sample_images(images: Path | None, limit: int = 8) -> list[bytes]:
     """The encoded bytes of up to `limit` images of the folder, or of the drawn lesion."""
-    return [path.read_bytes() for path in sample_files(images, limit)]
+    with tempfile.TemporaryDirectory() as folder:
+        return [path.read_bytes() for path in sample_files(images, Path(folder), limit)]
 
 
 def _synthetic_file(folder: Path) -> Path:

@@ -289,11 +289,13 @@ def bench(
 
 def _bench_precision(model: Path, mc_samples: Optional[int], images: Optional[Path], repeats: int,
                      json_out: Optional[Path]):
+    from tempfile import TemporaryDirectory
+
     from runtime.bench import sample_files
     from runtime.precision import compare_precisions
 
-    with console.status("timing each precision (whole explained predictions)"):
-        report = guarded(lambda: compare_precisions(model, sample_files(images), repeats, mc_samples))
+    with console.status("timing each precision (whole explained predictions)"), TemporaryDirectory() as folder:
+        report = guarded(lambda: compare_precisions(model, sample_files(images, Path(folder)), repeats, mc_samples))
     table = Table("bundle", "backend", "precision", "p50 ms", "x FP32", "fidelity", title=f"{model.name}: "
                   f"precisions on this machine (CPU: {', '.join(report['cpu_flags']) or 'no BF16/INT8 units'})")
     for row in report["rows"]:

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from export.fidelity import EvalImage, expected_calibration_error, explain_pairs, fidelity, melanoma_calls
+from export.fidelity import EvalImage, explain_pairs, fidelity, melanoma_calls
 from export.precision import FidelityMissed, quantize_bundle
 from export.spec import FidelityTargets
 from export.stages.check import check_tensorrt
 from export.stages.quantize import QuantizeSpec, layer_groups
+from melanomanet.calibration import calibration_figures
 from runtime.backends import open_backend
 from runtime.errors import ConfigError, ManifestError
 from runtime.onnxmeta import read_metadata
@@ -65,7 +66,7 @@ def test_ece_and_melanoma_calls_match_hand_counts():
     probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
     labels = np.array([0, 1, 1, 1])
     # bins: 0.9 (correct), 0.6 (wrong), 0.7 (correct), 0.8 (correct): |1-.9|+|0-.6|+|1-.7|+|1-.8| over 4
-    assert expected_calibration_error(probabilities, labels) == pytest.approx((0.1 + 0.6 + 0.3 + 0.2) / 4)
+    assert calibration_figures(probabilities, labels)["ece"] == pytest.approx((0.1 + 0.6 + 0.3 + 0.2) / 4)
     names = ["MEL", "NV"]
     rule = {"score": "class_probability", "class_name": "MEL", "threshold": 0.5}
     candidate = probabilities.copy()

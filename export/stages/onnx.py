@@ -12,11 +12,12 @@ import torch
 
 from export.source import Source
 from export.spec import ExportSpec
+from export.stages.bundle import save_bundle
 from export.wrappers import IntermediateLayerGraph, LastLayerGraph
 from melanomanet.model import intermediate_layers
 from runtime.contract import OUTPUTS
 from runtime.errors import ConfigError, MnetError
-from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
+from runtime.manifest import Manifest
 from runtime.sbom import sbom_sha256
 
 
@@ -47,15 +48,7 @@ def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None =
                                     input_names=list(spec.input_names), output_names=list(OUTPUTS),
                                     dynamic_shapes=dynamic, verbose=False)
     manifest = bundle_manifest(source, spec, layer, program.model.graph.outputs, concepts)
-    onnx_model = program.model_proto
-    _set_metadata(onnx_model, {MANIFEST_KEY: manifest.to_json()})
-    import onnx
-
-    temporary = out.with_name(out.name + ".tmp")
-    onnx.save_model(onnx_model, str(temporary), save_as_external_data=False)
-    temporary.replace(out)
-    write_sidecar(out, manifest)
-    return out
+    return save_bundle(program.model_proto, manifest, out)
 
 
 def bundle_manifest(source: Source, spec: ExportSpec, layer: str, outputs, concepts: dict | None) -> Manifest:
@@ -86,14 +79,6 @@ def tool_versions() -> dict:
         except PackageNotFoundError:
             pass
     return found
-
-
-def _set_metadata(onnx_model, entries: dict[str, str]) -> None:
-    kept = [p for p in onnx_model.metadata_props if p.key not in entries]
-    del onnx_model.metadata_props[:]
-    onnx_model.metadata_props.extend(kept)
-    for key, value in entries.items():
-        onnx_model.metadata_props.add(key=key, value=value)
 
 
 def _image(batch: int, spec: ExportSpec) -> torch.Tensor:

@@ -19,10 +19,11 @@ from typing import Callable
 import numpy as np
 
 from export.spec import FidelityTargets
+from export.stages.bundle import save_bundle
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
 from runtime.contract import EMBEDDING, IMAGE, LOGITS, MC_MASK
 from runtime.errors import ConfigError
-from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
+from runtime.manifest import Manifest
 
 METHODS = ("minmax", "entropy", "percentile")
 # Where the INT8 graph will run. TensorRT takes only symmetric quantization (zero points 0), so activations are
@@ -124,8 +125,9 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
         prepared = Path(work) / "prepared.onnx"
         with _quiet():
             quant_pre_process(str(bundle), str(prepared), skip_symbolic_shape=True)
-        groups = layer_groups(onnx.load(str(prepared), load_external_data=False))
-        features = _features(prepared)
+        graph = onnx.load(str(prepared), load_external_data=False)
+        groups = layer_groups(graph)
+        features = embedding_width(graph)
         trials = []
 
         def trial(method: str, kept: tuple[str, ...]) -> float:
@@ -191,11 +193,10 @@ def _quantize(prepared: Path, out: Path, calibration: Calibration, features: int
                                        "QuantizeBias": target != "tensorrt"})  # TensorRT: INT8 Q/DQ only
 
 
-def _features(path: Path) -> int:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return next(o.shape[-1] for o in session.get_outputs() if o.name == EMBEDDING)
+def embedding_width(model) -> int:
+    """C of the `embedding` output (N x C), read off the graph."""
+    output = next(value for value in model.graph.output if value.name == EMBEDDING)
+    return output.type.tensor_type.shape.dim[-1].dim_value
 
 
 def _logits(path: str, images: list[np.ndarray]) -> np.ndarray:
@@ -222,22 +223,10 @@ def _quiet():
 
 def write_bundle(model, manifest: Manifest, out: Path) -> Path:
     """The quantized graph with its manifest (precision and quantization record) embedded, and its sidecar."""
-    import onnx
-
     used = {node.domain for node in model.graph.node} | {"", "ai.onnx"}
     opsets = [entry for entry in model.opset_import if entry.domain in used]  # the quantizer declares many unused
     del model.opset_import[:]
     model.opset_import.extend(opsets)
-    kept = [prop for prop in model.metadata_props if prop.key != MANIFEST_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=MANIFEST_KEY, value=manifest.to_json())
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    onnx.save_model(model, str(temporary), save_as_external_data=False)
-    temporary.replace(out)
-    write_sidecar(out, manifest)
+    out = save_bundle(model, manifest, out)
     OnnxRuntimeBackend(out)  # loads, so a graph ONNX Runtime cannot run is never left behind silently
     return out
-
