@@ -12,7 +12,7 @@ LOCK_TOOLS := .venv-lock
 PIP_COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: install test test-gpu demo real precision bench bench-cuda bench-serving lint lock clean
+.PHONY: install test test-gpu demo real abcd precision bench bench-cuda bench-serving lint lock clean
 
 # Both environments install exactly the locked versions (requirements/*.txt, with hashes; `make lock` refreshes
 # them), then the project itself without touching them.
@@ -51,6 +51,14 @@ demo: $(STAMP) $(SERVING_STAMP)
 # HAM10000 folder (the release's metadata CSV beside its images), REAL the folder with ph2/, pad-ufes-20/, isic2017/.
 real: $(STAMP)
 	bash scripts/real.sh $(DATA) $(REAL) $(REAL_OUT)
+
+# The ABCD analysis's segmenter (trained on HAM10000's masks, about 25 CPU minutes) and its rules (fitted to PH2's
+# dermatologists), then their figures against experts (docs/abcde.md, "Real dermoscopy").
+abcd: $(STAMP)
+	$(VENV)/bin/mnet train-segmenter $(REAL)/ham10000
+	$(VENV)/bin/mnet fit-abcd $(REAL)/ph2
+	$(PY) -m studies.abcd_agreement $(REAL)/ph2 $(REAL)/isic2017 $(REAL)/pad-ufes-20 $(REAL)/ham10000 \
+		--json docs/abcde/agreement.json
 
 # The precision table (docs/precision.md): the shipped model's FP16/INT8/BF16 fidelity on REAL's held-out images,
 # then the speed of each precision beside the reference pipeline (S at 384 px, B0 at 224 px).

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from melanomanet.options import Architecture, Layout, Loss, Optimizer, ReferralScore, Scheduler, Split
+from runtime.abcde.rules import TARGET_KINDS as TARGETS
 from runtime.cli import app
 from runtime.console import JsonOpt, console, guarded, progress_bar, stdout
 
@@ -329,6 +330,67 @@ def synth_clinical(
         task = bar.add_task("drawing", total=per_kind * len(KINDS), status="")
         write_clinical_set(out, per_kind, seed, progress=lambda: bar.advance(task))
     console.print(f"wrote {per_kind * len(KINDS)} photos to {out} ({', '.join(KINDS)}; synthetic, for tests only)")
+
+
+@app.command("train-segmenter")
+def train_segmenter_command(
+    data: Annotated[Path, typer.Argument(help="The HAM10000 folder: HAM10000_metadata.csv, images/ and masks/ "
+                                              "(<id>_segmentation.png).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The ONNX file to write (its record beside it, .json).")
+                   ] = Path("runtime/abcde/models/lesion_segmenter.onnx"),
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the images (7: about 25 minutes on 2 CPU "
+                                                    "cores).")] = 7,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights, the order and the augmentation.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(min=32, help="Train on the first N images only (a smoke "
+                                                 "test; the shipped model uses all).")] = None,
+):
+    """Train the ABCD analysis's lesion segmenter (a 0.39 M-parameter U-Net) on HAM10000's lesion masks and export
+    it to ONNX: the file `mnet abcde` and the ABCD analysis of `mnet run` load."""
+    import torch
+
+    from melanomanet.segmenter import export_segmenter, load_ham10000_masks, train_segmenter
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    with progress_bar() as bar:
+        task = bar.add_task("reading masks", total=None, status="")
+        images, masks = guarded(lambda: load_ham10000_masks(data, progress=lambda: bar.advance(task)))
+        if limit is not None:
+            images, masks = images[:limit], masks[:limit]
+        training = bar.add_task("training", total=epochs, status="")
+        model = train_segmenter(images, masks, epochs, seed, progress=lambda epoch, loss: bar.update(
+            training, advance=1, status=f"loss {loss:.3f}"))
+    record = export_segmenter(model, out, {"trained_on": f"HAM10000 lesion masks (Tschandl et al. 2020), {len(images)} "
+                                                         f"images of {data.name}", "epochs": epochs, "seed": seed})
+    console.print(f"wrote {out} (sha256 {record['sha256'][:12]}...) and its record {out.with_suffix('.json')}")
+
+
+@app.command("fit-abcd")
+def fit_abcd(
+    data: Annotated[Path, typer.Argument(help="A PH2 folder with the dermatologists' annotations "
+                                              "(PH2_annotations.csv or the release's PH2_dataset.txt).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The rules file to write.")
+                   ] = Path("runtime/abcde/models/abcd_rules.json"),
+):
+    """Fit the ABCD decision rules (asymmetry score, colours, structures) to PH2's dermatologists on the project's
+    own lesion outlines, with their cross-validated agreement; the file the ABCD analysis loads."""
+    from melanomanet.abcd_rules import fit_rules, ph2_records
+    from melanomanet.data.ph2 import read_annotations
+
+    with progress_bar() as bar:
+        task = bar.add_task("measuring", total=len(guarded(lambda: read_annotations(data))), status="")
+        records = ph2_records(data, progress=lambda: bar.advance(task))
+        fitting = bar.add_task("fitting", total=len(TARGETS), status="")
+        rules = fit_rules(records, progress=lambda target: bar.update(fitting, advance=1, status=target))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rules, indent=1) + "\n")
+    table = Table("reading", "kappa (cross-validated)", "exact", "positives", "shown",
+                  title=f"agreement with PH2's dermatologists, {rules['fitted_on']}")
+    for target, rule in rules["targets"].items():
+        agreement = rule["cross_validated"]
+        table.add_row(target, f"{agreement['kappa']:.2f} +- {agreement['kappa_sd']:.2f}", f"{agreement['exact']:.2f}",
+                      str(agreement["positives"]), {True: "yes", False: "no"}.get(rule.get("shown"), ""))
+    stdout.print(table)
+    console.print(f"wrote {out}")
 
 
 concepts_app = typer.Typer(help="FastCAV concept explanations: concept image sets and vectors.", no_args_is_help=True,

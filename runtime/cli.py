@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -183,16 +184,37 @@ def _summary_table(outcomes):
 
 
 def abcde(
-    image: Annotated[Path, typer.Argument(help="A dermoscopic image or a clinical photo.")],
-    prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (E).")] = None,
+    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_FOLDERS", help="A dermoscopic image or a "
+                                                 "clinical photo; or several, or folders of them, with -o.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder for <name>.json, <name>.mask.png, "
+                                                "<name>.png per image and summary.csv (needed for more than one "
+                                                "image; rerunning skips the images done).")] = None,
+    prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (E; one image).")] = None,
     mm_per_px: MmOpt = None,
     lesion_at: LesionAtOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON to this file "
                                                      "('-': to standard output instead of the summary).")] = None,
     png_out: Annotated[Optional[Path], typer.Option("--png", help="Write the picture here: the ABCD overlay, or "
                                                     "with --prior both visits aligned and the changes.")] = None,
+    force: Annotated[bool, typer.Option(help="With -o: redo every image (by default finished images are "
+                                        "skipped).")] = False,
 ):
-    """ABCD(E) criteria measured in OpenCV: segmentation, asymmetry, border, colours, diameter, evolution."""
+    """ABCD(E) criteria measured in OpenCV: segmentation, asymmetry, border, colours, diameter, evolution.
+    One image: a table (or --json, --png). With -o: files per image and summary.csv."""
+    if out is None and len(inputs) == 1 and not inputs[0].is_dir():
+        return _abcde_one(inputs[0], prior, mm_per_px, lesion_at, json_out, png_out)
+    single_only = {"--prior": prior is not None, "--lesion-at": lesion_at is not None,
+                   "--json": json_out is not None, "--png": png_out is not None}
+    given = [name for name, used in single_only.items() if used]
+    if given:
+        fail(ConfigError(f"{', '.join(given)}: for one image without -o; a batch writes <name>.json and "
+                         "<name>.png per image into -o OUT"))
+    if out is None:
+        fail(ConfigError("several images: give -o OUT, the folder for their files and summary.csv"))
+    _abcde_many(inputs, out, mm_per_px, force)
+
+
+def _abcde_one(image, prior, mm_per_px, lesion_at, json_out, png_out):
     from runtime.abcde.api import analyze_files
     from runtime.imageio import write_atomic
     from runtime.png import encode_png
@@ -214,6 +236,28 @@ def abcde(
     if evolution is not None and not evolution["registration"]["registered"]:
         console.print(f"[red]error:[/red] {escape(str(prior))} was not compared with {escape(str(image))}: "
                       f"{escape(evolution['registration']['reason'])}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _abcde_many(inputs, out, mm_per_px, force):
+    from runtime.abcde_batch import analyze_batch
+    from runtime.imageio import collect_images
+
+    with progress_bar(with_status=False) as bar:
+        collected = collect_images(inputs, out)
+        task = bar.add_task("measuring", total=len(collected[0]))
+        try:
+            done = analyze_batch(inputs, out, mm_per_px, force, progress=lambda path: bar.advance(task),
+                                 collected=collected)
+        except MnetError as error:
+            bar.stop()
+            fail(error)
+    counts = Counter(outcome.status for outcome in done)
+    resumed = sum(outcome.resumed for outcome in done)
+    said = ", ".join(f"{counts[status]} {status.replace('_', ' ')}" for status in
+                     ("measured", "unreliable", "no_lesion", "failed", "skipped") if counts[status])
+    console.print(f"{said} ({resumed} already done); files in {out} (summary.csv)")
+    if counts["failed"]:
         raise typer.Exit(1)
 
 

@@ -127,8 +127,10 @@ class LineProgress:
         self.update(task, completed=self.tasks[task]["completed"] + advance)
 
     def update(self, task: int, completed: float | None = None, description: str | None = None,
-               total: float | None = None, **fields) -> None:
+               total: float | None = None, advance: float | None = None, **fields) -> None:
         state = self.tasks[task]
+        if advance is not None:
+            completed = state["completed"] + advance
         if total is not None:
             state["total"] = total
         if description is not None and description != state["description"]:

@@ -67,7 +67,7 @@ def test_the_whole_dermoscopic_close_up_is_still_measured():
     image, truth, _ = render(sample_params(np.random.default_rng(3), "NV"), 384)
     result = analyze(image)
     assert result["status"] == "measured" and result["asymmetry"] is not None
-    assert result["segmentation"]["mask"] == "whole view"
+    assert result["segmentation"]["mask"] == "learned"
 
 
 def two_lesions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

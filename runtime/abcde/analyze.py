@@ -17,8 +17,10 @@ from runtime.abcde.criteria import (
     diameters,
     shape_asymmetry,
 )
+from runtime.abcde.features import measure_features
 from runtime.abcde.palette import to_lab
 from runtime.abcde.quality import centroid
+from runtime.abcde.rules import readings, total_dermoscopy_score
 from runtime.abcde.segment import Segmentation, segment, working_image
 from runtime.abcde.shape import region, region_inside
 from runtime.options import check_mm_per_px, check_position
@@ -29,7 +31,8 @@ PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 
 
 
 MAX_ANALYSIS_SIDE = 2048
-NOT_MEASURED = {"asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None}
+NOT_MEASURED = {"asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None,
+                "structures": None, "tds": None}
 
 
 @dataclass(frozen=True)
@@ -101,24 +104,36 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     small_geometry = geometry.scaled(small_mask.shape[1] / found.mask.shape[1])
     shape_axes = shape_asymmetry(geometry)
     colour_axes = colour_asymmetry(lab, small_mask, small_geometry)
-    points = sum(s > SHAPE_ASYMMETRY_THRESHOLD or c > COLOUR_ASYMMETRY_THRESHOLD
-                 for s, c in zip(shape_axes, colour_axes))
+    geometric_points = sum(s > SHAPE_ASYMMETRY_THRESHOLD or c > COLOUR_ASYMMETRY_THRESHOLD
+                           for s, c in zip(shape_axes, colour_axes))
     hairs = found.hairs if found.hairs is not None and found.hairs.shape == small_mask.shape else 0
     hairless = small_mask & (1 - hairs)
-    present, coverage = colours_present(lab, hairless)
+    reference_present, coverage = colours_present(lab, hairless)
     cutoffs = border_cutoff_segments(lab[..., 0], small_mask, small_geometry)
+    features = measure_features(image_rgb, found.mask)
+    fitted = readings(features) if features is not None else None
+    points = fitted["asymmetry"] if fitted else int(geometric_points)
+    present = fitted["colours"] if fitted else reference_present
+    structures = fitted["structures"] if fitted else {}
+    diameter = diameters(geometry, mm_per_px)
+    diameter["lower_bound"] = "touches_border" in found.flags
     result.update({
         "status": "measured",
         "reasons": [],
         "asymmetry": {"shape_axes": shape_axes, "shape": float(np.mean(shape_axes)), "color_axes": colour_axes,
                       "color": float(np.mean(colour_axes)), "points": int(points),
+                      "geometric_points": int(geometric_points),
                       "orientation_deg": float(np.degrees(geometry.orientation)),
                       "centroid": list(geometry.centroid)},
         "border": {"compactness": compactness(geometry), "cutoff_segments": cutoffs},
-        "color": {"present": present, "count": len(present), "coverage": coverage},
-        "diameter": diameters(geometry, mm_per_px),
+        "color": {"present": present, "count": len(present), "coverage": coverage,
+                  "reference_present": reference_present},
+        "diameter": diameter,
         "partial_score": {"value": round(1.3 * points + 0.1 * cutoffs + 0.5 * len(present), 2),
                           "note": PARTIAL_SCORE_NOTE},
+        "structures": {"present": [name for name, seen in structures.items() if seen],
+                       "measured": list(structures), "not_measured": fitted["not_shown"] if fitted else []},
+        "tds": total_dermoscopy_score(points, cutoffs, len(present), structures),
     })
     return Analysis(result, found.mask)
 
@@ -136,9 +151,11 @@ def quality_fields(found: Segmentation, given: bool) -> dict:
     if given:
         return {"mask": "given"}
     quality = found.quality
-    return {"mask": "located in a crop" if found.located else "whole view", "edge_step": round(quality.score, 2),
+    method = "located in a crop" if found.located else "learned" if found.learned else "whole view"
+    return {"mask": method, "edge_step": round(quality.score, 2),
             "skin_noise": round(quality.noise, 2), "weak_sectors": quality.weak_sectors,
-            "border_share": round(quality.border_share, 3)}
+            "border_share": round(quality.border_share, 3),
+            **({} if quality.unsure_share is None else {"unsure_share": round(quality.unsure_share, 3)})}
 
 
 def downscale(image_rgb: np.ndarray, factor: float) -> np.ndarray:

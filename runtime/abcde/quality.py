@@ -19,6 +19,8 @@ EDGE_NOISE_BAR = 0.8
 WEAK_SECTOR_STEP = 2.5
 WEAK_SECTOR_BAR = 4
 BORDER_SHARE_BAR = 0.10
+UNSURE_SHARE_BAR = 0.45
+UNSURE_LOW, UNSURE_HIGH = 0.2, 0.8
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Quality:
     weak_sectors: int  # sectors of the outline with barely a colour difference
     border_share: float  # share of the outline on the image border (or the edge of a dermatoscope's view)
     reasons: tuple[str, ...]
+    unsure_share: float | None = None  # learned outlines: pixels the segmenter is unsure of, per lesion pixel
 
     @property
     def reliable(self) -> bool:
@@ -37,9 +40,15 @@ class Quality:
 NOT_FOUND = Quality(0.0, 0.0, SECTORS, 0.0, ("no lesion found",))
 
 
-def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray) -> Quality:
+def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray,
+           probability: np.ndarray | None = None) -> Quality:
     """Quality of the outline of `mask` (0/1) on the CIELAB image `lab` of the same size, measured in a box
-    around the lesion (the bands reach at most 2 + width pixels out)."""
+    around the lesion (the bands reach at most 2 + width pixels out). With the learned segmenter's `probability`
+    map, the outline is judged as the segmenter drew it: withheld where the segmenter is unsure of too much of
+    the view or no colour step runs along it; a lesion reaching the image's edge is measured (flagged), since
+    the segmenter does not follow the background."""
+    if probability is not None:
+        return assess_learned(lab, mask, field_of_view, probability)
     radius = np.sqrt(max(np.count_nonzero(mask), 1) / np.pi)
     width = max(2.0, 0.15 * radius)
     x0, y0, x1, y1 = padded_box(mask, int(np.ceil(2 + width)) + 3)
@@ -59,10 +68,11 @@ def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray) -> Qual
     differences = []
     for index in range(SECTORS):
         band_in, band_out = inner_lab[inner_sector == index], skin[outer_sector == index]
-        if len(band_in) < 3 or len(band_out) < 3:
-            differences.append(0.0)
-            continue
-        differences.append(float(np.linalg.norm(np.median(band_in, axis=0) - np.median(band_out, axis=0))))
+        if len(band_in) >= 3 and len(band_out) >= 3:  # a side cut off by the view's edge has no skin to judge by
+            differences.append(float(np.linalg.norm(np.median(band_in, axis=0) - np.median(band_out, axis=0))))
+    if not differences:
+        return Quality(0.0, noise, SECTORS, border_share(mask, field_of_view), ("no side of the outline has skin "
+                                                                               "beyond it to judge it by",))
     score = float(np.median(differences))
     weak = int(sum(d < WEAK_SECTOR_STEP for d in differences))
     share = border_share(mask, field_of_view)
@@ -73,9 +83,25 @@ def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray) -> Qual
     elif weak >= WEAK_SECTOR_BAR:
         reasons.append(f"{weak} of {SECTORS} sides of the outline lie on no edge (it leaks into the skin)")
     if share > BORDER_SHARE_BAR:
-        reasons.append(f"{share:.0%} of the outline runs along the edge of the image: the lesion is cut off "
-                       "or the outline took the background")
+        reasons.append(f"{share:.0%} of the outline runs along the edge of the image: the outline took the "
+                       "background, or too little of the lesion is in view")
     return Quality(score, noise, weak, share, tuple(reasons))
+
+
+def assess_learned(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray, probability: np.ndarray) -> Quality:
+    colour = assess(lab, mask, field_of_view)
+    unsure = cv2.countNonZero(cv2.inRange(probability, UNSURE_LOW, UNSURE_HIGH) & (field_of_view * np.uint8(255)))
+    share = unsure / max(cv2.countNonZero(mask), 1)
+    reasons = []
+    if colour.score < EDGE_STEP_BAR:
+        reasons.append(f"the outline does not follow a clear edge (colour step {colour.score:.1f} across it, "
+                       f"{EDGE_STEP_BAR:.1f} needed)")
+    elif colour.weak_sectors >= WEAK_SECTOR_BAR:
+        reasons.append(f"{colour.weak_sectors} of {SECTORS} sides of the outline lie on no edge (it leaks into the "
+                       "skin)")
+    if share > UNSURE_SHARE_BAR:
+        reasons.append(f"the segmenter is unsure where the lesion ends over an area {share:.0%} of the lesion's")
+    return Quality(colour.score, colour.noise, colour.weak_sectors, colour.border_share, tuple(reasons), share)
 
 
 def centroid(mask: np.ndarray) -> tuple[float, float]:

@@ -1,8 +1,11 @@
-"""Lesion segmentation in OpenCV, robust to hairs, ruler marks, specular highlights and the dark
-vignette of a dermatoscope: inpaint thin dark and small bright structures, threshold the colour distance
-from the surrounding skin (CIELAB), keep the central component, then cut its edge at the half-contrast
-point, pixel by pixel, at full resolution. An outline that fails its quality check (`quality.py`) is sought
-again around a lesion located in the wide view (`locate.py`)."""
+"""Lesion segmentation. The learned segmenter (`segmenter.py`, trained on HAM10000's expert masks) decides what
+is lesion, so a light-brown periphery, regression or a lesion filling the field is outlined whole; the edge is
+then cut in OpenCV at the half-contrast point of the colour, pixel by pixel at full resolution, with hairs,
+ruler marks, specular highlights and the dark vignette of a dermatoscope inpainted or masked out.
+
+The colour route (threshold the CIELAB distance from the skin, keep the central component, cut the same edge)
+outlines what the learned segmenter finds nothing in: a lesion located in a wide clinical view (`locate.py`)
+or pointed at. Whichever outline is kept, its quality check (`quality.py`) decides whether it is measured."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from runtime.abcde.locate import (
 from runtime.abcde.palette import to_lab
 from runtime.abcde.quality import NOT_FOUND, Quality, assess, view_edge
 from runtime.abcde.robust import median_spread
+from runtime.abcde.segmenter import lesion_probability
 
 WORKING_SIDE = 200
 MIN_CONTRAST = 10.0
@@ -34,6 +38,7 @@ MIN_AREA_FRACTION = 0.003
 SKIN_LEVEL_FACTOR = 5.0
 RING_SAMPLES = 1500
 ZOOM_BELOW_SHARE = 0.08
+LEARNED_LEVEL = 0.5
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Segmentation:
     contour: np.ndarray | None = None  # the mask's outer contour (K x 2), when known
     quality: Quality = NOT_FOUND
     located: bool = False  # found by locating it in a wide view (the working copies are then not kept)
+    learned: bool = False  # outlined by the learned segmenter
 
     @property
     def area_px(self) -> int:
@@ -59,13 +65,27 @@ class Segmentation:
 
 def segment(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None = None) -> Segmentation:
     """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size), quality flags and, in `quality`,
-    whether the outline is good enough to measure. A dermoscopic close-up is segmented as a whole. When
-    that outline fails its quality check (a small, pale or off-centre lesion in a wide clinical view), or
-    when `lesion_at` (x, y in the image's pixels) points at the lesion, the lesion is located first and
-    segmented in a crop around it; a lesion found small in the whole view is segmented again in a crop
-    around it, where it is large. The better outline is kept."""
+    whether the outline is good enough to measure. The learned segmenter outlines the lesion in the whole view;
+    where it finds none (a small or pale lesion in a wide clinical view), or when `lesion_at` (x, y in the
+    image's pixels) points at the lesion, the colour route locates it and segments a crop around it."""
     if lesion_at is not None:
         return segment_located(image_rgb, lesion_at)
+    learned = segment_learned(image_rgb)
+    if learned.found and learned.area_px < ZOOM_BELOW_SHARE * learned.mask.size:
+        x, y, w, h = cv2.boundingRect(learned.mask)
+        height, width = image_rgb.shape[:2]
+        zoomed = segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)), segment_learned)
+        learned = zoomed if zoomed.found and overlap(zoomed.mask, learned.mask) >= 0.5 else learned
+    if learned.quality.reliable:
+        return learned
+    if not learned.found:
+        return segment_classical(image_rgb)
+    located = segment_located(image_rgb, None, segmenter=segment_learned)
+    return located if located.found and located.quality.reliable else learned
+
+
+def segment_classical(image_rgb: np.ndarray) -> Segmentation:
+    """Colour thresholds alone: the whole view, else the lesion located in it and segmented in a crop."""
     whole = segment_view(image_rgb, clinical=False)
     if whole.quality.reliable:
         if whole.area_px >= ZOOM_BELOW_SHARE * whole.mask.size:
@@ -74,6 +94,39 @@ def segment(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None = None)
         return zoomed if zoomed.quality.reliable and overlap(zoomed.mask, whole.mask) >= 0.5 else whole
     located = segment_located(image_rgb, None)
     return located if located.quality.reliable or located.quality.score > whole.quality.score else whole
+
+
+def segment_learned(image_rgb: np.ndarray) -> Segmentation:
+    """The learned segmenter decides what is lesion (probability above LEARNED_LEVEL, the component nearest the
+    centre, holes filled); its edge is then cut where the colour crosses half-way between the skin around it and
+    the lesion inside, pixel by pixel at full resolution (`edge.py`), as the colour route cuts its own."""
+    height, width = image_rgb.shape[:2]
+    small = working_image(image_rgb)
+    scale = small.shape[1] / width
+    cleaned, holes, hairs = remove_artifacts(small)
+    field_of_view = field_of_view_mask(cleaned)
+    original_lab = to_lab(small)
+    probability = lesion_probability(small)
+    binary = cv2.compare(probability, LEARNED_LEVEL, cv2.CMP_GT) // 255 & field_of_view
+    component = central_component(cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(3)))
+    if component is None or cv2.countNonZero(component) < MIN_AREA_FRACTION * cv2.countNonZero(field_of_view):
+        empty = np.zeros((height, width), np.uint8)
+        return Segmentation(empty, ["no_lesion"], 0.0, original_lab, hairs, quality=NOT_FOUND)
+    component = largest_filled(component)
+    lab = with_pixels_of(original_lab, cleaned, holes)
+    around = field_of_view & (1 - cv2.dilate(component, ellipse(9)))
+    skin = np.flatnonzero(around)[:: max(1, cv2.countNonZero(around) // RING_SAMPLES)]
+    if skin.size < 50:
+        skin = skin_samples(field_of_view)
+    distance = colour_distance_from_skin(lab, field_of_view, skin)
+    centre, spread = median_spread(distance.ravel()[skin])
+    edge = refine_edge(component, distance, field_of_view, hairs,
+                       max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread))
+    small_mask = edge.mask
+    mask, contour = (small_mask, None) if scale == 1 else upsample(edge, (width, height))
+    quality = assess(original_lab, small_mask, field_of_view, probability)
+    flags = ["touches_border"] if touches_border(small_mask, field_of_view) else []
+    return Segmentation(mask, flags, quality.score, original_lab, hairs, small_mask, contour, quality, learned=True)
 
 
 def overlap(first: np.ndarray, second: np.ndarray) -> float:
@@ -117,13 +170,14 @@ def segment_view(image_rgb: np.ndarray, clinical: bool, hair_width: float | None
 
 
 def segment_located(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None,
-                    around: tuple[int, int, int, int] | None = None) -> Segmentation:
+                    around: tuple[int, int, int, int] | None = None, segmenter=None) -> Segmentation:
     """Find the most lesion-like blob near `lesion_at` (default: the centre) in a wide view, or take the
-    box `around` (x, y, width, height in the image's pixels), and segment a crop around it."""
+    box `around` (x, y, width, height in the image's pixels), and segment a crop around it (with `segmenter`;
+    default: the colour route)."""
     height, width = image_rgb.shape[:2]
     if around is not None:
         x, y, w, h = around
-        return segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)))
+        return segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)), segmenter)
     small = working_image(image_rgb, LOCATE_SIDE)
     scale = width / small.shape[1]
     cleaned, _, hairs = remove_artifacts(small)
@@ -135,21 +189,25 @@ def segment_located(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None
     if target is None and lesion_at is None:
         return Segmentation(np.zeros((height, width), np.uint8), ["no_lesion"], quality=NOT_FOUND)
     box = target.box if target is not None else point_box(small_point, 0.04 * np.hypot(*small.shape[:2]))
-    return segment_crop(image_rgb, crop_around(box, scale, (width, height)))
+    return segment_crop(image_rgb, crop_around(box, scale, (width, height)), segmenter)
 
 
-def segment_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int]) -> Segmentation:
-    """Segment the lesion in the middle of `crop` (x0, y0, x1, y1); the mask and flags in the whole image."""
+def segment_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int], segmenter=None) -> Segmentation:
+    """Segment the lesion in the middle of `crop` (x0, y0, x1, y1) with `segmenter` (default: the colour route for
+    a crop of a photo); the mask and flags in the whole image."""
     height, width = image_rgb.shape[:2]
     x0, y0, x1, y1 = crop
-    inner = segment_view(image_rgb[y0:y1, x0:x1], clinical=True, hair_width=max(height, width) / 40)
+    view = image_rgb[y0:y1, x0:x1]
+    inner = (segment_view(view, clinical=True, hair_width=max(height, width) / 40) if segmenter is None
+             else segmenter(view))
     mask = np.zeros((height, width), np.uint8)
     mask[y0:y1, x0:x1] = inner.mask
     flags = [flag for flag in inner.flags if flag != "touches_border"]
     if inner.found and touches_border(mask, np.ones_like(mask)):
         flags.append("touches_border")
     contour = None if inner.contour is None else inner.contour + np.array([x0, y0], np.int32)
-    return Segmentation(mask, flags, inner.contrast, None, None, None, contour, inner.quality, located=True)
+    return Segmentation(mask, flags, inner.contrast, None, None, None, contour, inner.quality, located=True,
+                        learned=inner.learned)
 
 
 def working_image(image_rgb: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:

@@ -1,0 +1,63 @@
+"""The learned lesion segmenter (`melanomanet/segmenter.py` trains it on HAM10000) run with ONNX Runtime: a
+lesion probability per pixel of a 128 x 96 view of the image. The model file ships in the package beside its
+sidecar record, and is checked against the sha256 recorded there before it is loaded."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.errors import ManifestError
+from runtime.manifest import sha256_file
+
+INPUT_SIZE = (128, 96)  # width, height
+MEAN = np.array([0.6, 0.45, 0.4], np.float32)
+STD = np.array([0.2, 0.2, 0.2], np.float32)
+MODEL_FILE = Path(__file__).parent / "models" / "lesion_segmenter.onnx"
+
+
+def record(model: Path = MODEL_FILE) -> dict:
+    try:
+        return json.loads(model.with_suffix(".json").read_text())
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{model.with_suffix('.json')}: the segmenter's record cannot be read ({error}); "
+                            "reinstall the package (or retrain: mnet train-segmenter)") from None
+
+
+def segmenter_sha256(model: Path = MODEL_FILE) -> str:
+    return record(model)["sha256"]
+
+
+@lru_cache(maxsize=2)
+def session(model: Path = MODEL_FILE):
+    """The ONNX Runtime session, once the file matches its recorded sha256 (one thread: the analysis runs
+    beside the classifier)."""
+    import onnxruntime as ort
+
+    expected = segmenter_sha256(model)
+    if not model.is_file() or sha256_file(model) != expected:
+        raise ManifestError(f"{model}: missing, or not the segmenter its record names (sha256 {expected[:12]}...); "
+                            "reinstall the package (or retrain: mnet train-segmenter)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def lesion_probability(image_rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Lesion probability (float32, 0-1) of every pixel of `image_rgb` resized to `size` (width, height;
+    default: the image's). Portrait images are turned to landscape for the network and back."""
+    height, width = image_rgb.shape[:2]
+    portrait = height > width
+    view = np.ascontiguousarray(np.rot90(image_rgb)) if portrait else image_rgb
+    small = cv2.resize(view, INPUT_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    tensor = ((small - MEAN) / STD).transpose(2, 0, 1)[None]
+    probability = session().run(None, {"image": np.ascontiguousarray(tensor, np.float32)})[0][0, 0]
+    if portrait:
+        probability = np.ascontiguousarray(np.rot90(probability, -1))
+    target = size or (width, height)
+    return cv2.resize(probability, target, interpolation=cv2.INTER_LINEAR)
