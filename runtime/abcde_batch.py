@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.batch import ERRORS_LOG, prepare_output
-from runtime.errors import Interrupted, MnetError
+from runtime.batch import failure_message, prepare_output, recorded_output
+from runtime.errors import Interrupted
 from runtime.imageio import Found, collect_images, load_image, output_names, write_atomic
 from runtime.manifest import sha256_file
 
@@ -79,7 +79,8 @@ def measure_one(path: Path, out: Path, stem: str, mm_per_px: float | None, force
         if result is None:
             result = write_image_outputs(path, out, stem, digest, mm_per_px)
     except Exception as error:  # noqa: BLE001 - one bad image must not stop the batch
-        return Done(str(path), "failed"), {"input": str(path), "status": "failed", "reasons": failure(error, out, path)}
+        reason = failure_message(error, out, path)
+        return Done(str(path), "failed"), {"input": str(path), "status": "failed", "reasons": reason}
     return Done(str(path), result["status"], resumed), summary_row(path, stem, result)
 
 
@@ -102,28 +103,12 @@ def write_image_outputs(path: Path, out: Path, stem: str, digest: str | None, mm
 
 def finished(out: Path, stem: str, digest: str | None) -> dict | None:
     """The measurements of an image already done with this very input, when all its files are there."""
-    path = out / f"{stem}.json"
-    if digest is None or not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if result.get("input_sha256") != digest or not (out / f"{stem}.png").exists():
+    result = recorded_output(out / f"{stem}.json", digest)
+    if result is None or result.get("input_sha256") != digest or not (out / f"{stem}.png").exists():
         return None
     if result.get("mask_file") and not (out / result["mask_file"]).exists():
         return None
     return result
-
-
-def failure(error: Exception, out: Path, path: Path) -> str:
-    if isinstance(error, (MnetError, OSError)):
-        return str(error)
-    import traceback
-
-    with open(out / ERRORS_LOG, "a") as log:
-        log.write(f"{path}\n{''.join(traceback.format_exception(error))}\n")
-    return f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
 
 
 def summary_row(path: Path, stem: str, result: dict) -> dict:

@@ -263,23 +263,33 @@ def _done(job: Job, report: dict) -> Job:
 
 
 def _fail(job: Job, error: Exception) -> None:
+    job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=failure_message(error, job.out,
+                                                                                                  job.path)))
+
+
+def failure_message(error: Exception, out: Path, path: Path) -> str:
+    """What a summary row says of an image that failed; an unexpected error's traceback goes to ERRORS_LOG."""
     if isinstance(error, (MnetError, OSError)):
-        message = str(error)
-    else:
-        with open(job.out / ERRORS_LOG, "a") as log:
-            log.write(f"{job.path}\n{''.join(traceback.format_exception(error))}\n")
-        message = f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
-    job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=message))
+        return str(error)
+    with open(out / ERRORS_LOG, "a") as log:
+        log.write(f"{path}\n{''.join(traceback.format_exception(error))}\n")
+    return f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
+
+
+def recorded_output(path: Path, digest: str | None) -> dict | None:
+    """The JSON an earlier run wrote at `path`, when there is one to compare with this input (`digest`)."""
+    if digest is None or not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _finished(out: Path, stem: str, digest: str | None) -> dict | None:
     """The report of an image already done with this very input, when all its files are there."""
-    report_path = out / f"{stem}.json"
-    if digest is None or not report_path.exists():
-        return None
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError):
+    report = recorded_output(out / f"{stem}.json", digest)
+    if report is None:
         return None
     complete = (out / f"{stem}.png").exists() and (out / f"{stem}.gradcampp.png").exists()
     return report if complete and report.get("input", {}).get("sha256") == digest else None

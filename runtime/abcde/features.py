@@ -13,7 +13,7 @@ from runtime.abcde.criteria import colour_asymmetry, colours_present, shape_asym
 from runtime.abcde.shape import Region
 
 PERCENTILES = (5, 25, 50, 75, 95)
-FEATURE_SIDE = 384  # the view the features are measured on (long side, pixels)
+FEATURE_SIDE = 200  # the view the features are measured on (long side, pixels): the segmentation's working size
 
 
 def lesion_features(lab: np.ndarray, gray: np.ndarray, mask: np.ndarray, hairs: np.ndarray,
@@ -62,9 +62,8 @@ def colour_features(lab: np.ndarray, lesion: np.ndarray, skin: np.ndarray, mask:
     lightness, a, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
     chroma, hue = np.hypot(a, b), np.degrees(np.arctan2(b, a))
     features = {}
-    for q in PERCENTILES:
-        for name, values in (("L", lightness), ("a", a), ("b", b), ("C", chroma), ("h", hue)):
-            features[f"{name}{q}"] = float(np.percentile(values, q))
+    for name, values in (("L", lightness), ("a", a), ("b", b), ("C", chroma), ("h", hue)):
+        features.update({f"{name}{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES))})
     features.update({"skin_L": float(skin[0]), "skin_a": float(skin[1]), "skin_b": float(skin[2])})
     darker = lightness - skin[0]
     shares = {
@@ -90,13 +89,12 @@ def colour_features(lab: np.ndarray, lesion: np.ndarray, skin: np.ndarray, mask:
 
 
 def texture_features(gray: np.ndarray, mask: np.ndarray, lesion: np.ndarray, geometry: Region) -> dict[str, float]:
-    """Dark lines and dots (black-hat), bright spots (top-hat), small dark blobs per area, and at the rim how much
-    the dark lines run radially (streaks, pseudopods) rather than around."""
+    """Dark lines and dots (black-hat), bright spots (top-hat), and at the rim how much the dark lines run
+    radially (streaks, pseudopods) rather than around."""
     dark = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, ellipse(7)).astype(np.float32)
     bright = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, ellipse(7)).astype(np.float32)
     features = {"dark_lines_mean": float(dark[lesion].mean()), "dark_lines_p90": float(np.percentile(dark[lesion], 90)),
                 "bright_spots_mean": float(bright[lesion].mean())}
-    features["dots_per_area"] = dark_dots(gray, mask) / max(np.count_nonzero(mask), 1) * 1e4
     inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     radius = np.sqrt(np.count_nonzero(mask) / np.pi)
     rim = (inside > 0) & (inside < 0.25 * radius)
@@ -111,17 +109,6 @@ def texture_features(gray: np.ndarray, mask: np.ndarray, lesion: np.ndarray, geo
     features["rim_radial_ratio"] = float((across[lines].sum() + 1) / (along[lines].sum() + 1))
     features["rim_dark_lines"] = float(dark[rim].mean()) if rim.any() else 0.0
     return features
-
-
-def dark_dots(gray: np.ndarray, mask: np.ndarray) -> int:
-    """Small round dark blobs (3-60 pixels) inside the mask."""
-    parameters = cv2.SimpleBlobDetector_Params()
-    parameters.filterByArea, parameters.minArea, parameters.maxArea = True, 3, 60
-    parameters.filterByColor, parameters.blobColor = True, 0
-    parameters.filterByCircularity, parameters.minCircularity = True, 0.6
-    parameters.filterByInertia = parameters.filterByConvexity = False
-    points = cv2.SimpleBlobDetector_create(parameters).detect(gray)
-    return sum(bool(mask[int(p.pt[1]), int(p.pt[0])]) for p in points)
 
 
 def measure_features(image_rgb: np.ndarray, mask: np.ndarray) -> dict[str, float] | None:

@@ -65,9 +65,11 @@ class Segmentation:
 
 def segment(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None = None) -> Segmentation:
     """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size), quality flags and, in `quality`,
-    whether the outline is good enough to measure. The learned segmenter outlines the lesion in the whole view;
-    where it finds none (a small or pale lesion in a wide clinical view), or when `lesion_at` (x, y in the
-    image's pixels) points at the lesion, the colour route locates it and segments a crop around it."""
+    whether the outline is good enough to measure. The learned segmenter outlines the lesion in the whole view
+    (again in a crop around it when it is small). When that outline fails its check, the segmenter's outline of
+    a crop around the lesion the colour route locates is kept if it passes; otherwise the failed outline is
+    returned (and withheld). Where the segmenter finds no lesion at all, or `lesion_at` (x, y in the image's
+    pixels) points at one, the colour route segments it."""
     if lesion_at is not None:
         return segment_located(image_rgb, lesion_at)
     learned = segment_learned(image_rgb)
