@@ -55,10 +55,10 @@ real: $(STAMP)
 # The ABCD analysis's segmenter (trained on HAM10000's masks, about 25 CPU minutes) and its rules (fitted to PH2's
 # dermatologists), then their figures against experts (docs/abcde.md, "Real dermoscopy").
 abcd: $(STAMP)
-	$(VENV)/bin/mnet train-segmenter $(REAL)/ham10000
+	$(VENV)/bin/mnet train-segmenter $(REAL)/ham10000 --clinical $(REAL)/pad-ufes-20 --folds-dir build/segmenter-folds
 	$(VENV)/bin/mnet fit-abcd $(REAL)/ph2
 	$(PY) -m studies.abcd_agreement $(REAL)/ph2 $(REAL)/isic2017 $(REAL)/pad-ufes-20 $(REAL)/ham10000 \
-		--json docs/abcde/agreement.json
+		--segmenter-folds build/segmenter-folds --json docs/abcde/agreement.json
 
 # The precision table (docs/precision.md): the shipped model's FP16/INT8/BF16 fidelity on REAL's held-out images,
 # then the speed of each precision beside the reference pipeline (S at 384 px, B0 at 224 px).

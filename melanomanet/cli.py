@@ -336,19 +336,40 @@ def synth_clinical(
 def train_segmenter_command(
     data: Annotated[Path, typer.Argument(help="The HAM10000 folder: HAM10000_metadata.csv, images/ and masks/ "
                                               "(<id>_segmentation.png).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="The ONNX file to write (its record beside it, .json).")
+    out: Annotated[Path, typer.Option("-o", "--out", help="The dermoscopy segmenter's ONNX file (its record beside "
+                                                          "it, .json).")
                    ] = Path("runtime/abcde/models/lesion_segmenter.onnx"),
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the images (7: about 25 minutes on 2 CPU "
                                                     "cores).")] = 7,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights, the order and the augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=32, help="Train on the first N images only (a smoke "
                                                  "test; the shipped model uses all).")] = None,
+    clinical: Annotated[Optional[Path], typer.Option(help="A PAD-UFES-20 folder (metadata.csv, images/, masks/): "
+                                                          "fine-tune a copy on its clinical photos afterwards, "
+                                                          "HAM10000 replayed beside: the clinical segmenter.")] = None,
+    clinical_out: Annotated[Path, typer.Option(help="The clinical segmenter's ONNX file (with --clinical).")
+                            ] = Path("runtime/abcde/models/clinical_segmenter.onnx"),
+    clinical_steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps (batches of 16 photos and 16 "
+                                                            "HAM10000 images; 300: about 3.5 minutes).")] = 300,
+    folds_dir: Annotated[Path, typer.Option(help="Where the cross-validation models go: one per patient fold of "
+                                                 "--clinical, each fine-tuned without that fold's photos "
+                                                 "(for studies/abcd_agreement.py --segmenter-folds).")
+                         ] = Path("build/segmenter-folds"),
 ):
     """Train the ABCD analysis's lesion segmenter (a 0.39 M-parameter U-Net) on HAM10000's lesion masks and export
-    it to ONNX: the file `mnet abcde` and the ABCD analysis of `mnet run` load."""
+    it to ONNX; with --clinical, also the clinical segmenter fine-tuned on smartphone photos (tried where the first
+    one's outline fails its check) and its patient-fold cross-validation models. `mnet abcde` and `mnet run` load
+    both."""
     import torch
 
-    from melanomanet.segmenter import export_segmenter, load_ham10000_masks, train_segmenter
+    from melanomanet.segmenter import (
+        CLINICAL_FOLDS,
+        export_segmenter,
+        fine_tune_clinical,
+        load_clinical_masks,
+        load_ham10000_masks,
+        train_segmenter,
+    )
 
     torch.set_num_threads(os.cpu_count() or 1)
     with progress_bar() as bar:
@@ -356,12 +377,22 @@ def train_segmenter_command(
         images, masks = guarded(lambda: load_ham10000_masks(data, progress=lambda: bar.advance(task)))
         if limit is not None:
             images, masks = images[:limit], masks[:limit]
+        photos = guarded(lambda: load_clinical_masks(clinical)) if clinical is not None else None
         training = bar.add_task("training", total=epochs, status="")
         model = train_segmenter(images, masks, epochs, seed, progress=lambda epoch, loss: bar.update(
             training, advance=1, status=f"loss {loss:.3f}"))
-    record = export_segmenter(model, out, {"trained_on": f"HAM10000 lesion masks (Tschandl et al. 2020), {len(images)} "
-                                                         f"images of {data.name}", "epochs": epochs, "seed": seed})
-    console.print(f"wrote {out} (sha256 {record['sha256'][:12]}...) and its record {out.with_suffix('.json')}")
+        provenance = {"trained_on": f"HAM10000 lesion masks (Tschandl et al. 2020), {len(images)} images of "
+                                    f"{data.name}", "epochs": epochs, "seed": seed}
+        record = export_segmenter(model, out, provenance)
+        console.print(f"wrote {out} (sha256 {record['sha256'][:12]}...) and its record {out.with_suffix('.json')}")
+        if photos is None:
+            return
+        tuning = bar.add_task(f"fine-tuning: {CLINICAL_FOLDS} folds, then all", status="",
+                              total=(CLINICAL_FOLDS + 1) * clinical_steps)
+        record = fine_tune_clinical(model, photos, (images, masks), clinical_steps, seed, folds_dir, clinical_out,
+                                    provenance, progress=lambda: bar.advance(tuning))
+    console.print(f"wrote {clinical_out} (sha256 {record['sha256'][:12]}...) and the cross-validation models in "
+                  f"{folds_dir}")
 
 
 @app.command("fit-abcd")

@@ -21,8 +21,9 @@ from runtime.imageio import Found, collect_images, load_image, output_names, wri
 from runtime.manifest import sha256_file
 
 SUMMARY_FIELDS = ("input", "status", "asymmetry_points", "border_cutoff_segments", "colour_count", "colours",
-                  "feret_px", "feret_mm", "border_share", "edge_step", "json", "mask", "reasons")
-ANALYSIS_VERSION = "abcde-2"  # recorded in run.json: outputs of another analysis are not resumed
+                  "structures", "tds", "tds_complete", "feret_px", "feret_mm", "border_share", "edge_step", "json",
+                  "mask", "reasons")
+ANALYSIS_VERSION = "abcde-3"  # recorded in run.json: outputs of another analysis are not resumed
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ def analyze_batch(inputs: list, out: Path, mm_per_px: float | None = None, force
                   collected: tuple[list[Found], list] | None = None) -> list[Done]:
     """Measure every image under `inputs` into `out`; one `Done` per input (and per skipped entry).
     `collected`: the result of `collect_images(inputs, out)` when the caller already has it."""
-    from runtime.abcde.segmenter import segmenter_sha256
+    from runtime.abcde.segmenter import segmenter_files
 
     out = Path(out)
-    prepare_output(out, {"model_sha256": segmenter_sha256(), "model": ANALYSIS_VERSION,
+    prepare_output(out, {"model_sha256": "+".join(segmenter_files().values()), "model": ANALYSIS_VERSION,
                          "options": {"mm_per_px": mm_per_px}}, force)
     found, skipped = collected or collect_images(inputs, out)
     done: list[Done] = []
@@ -121,6 +122,8 @@ def summary_row(path: Path, stem: str, result: dict) -> dict:
         row.update(asymmetry_points=result["asymmetry"]["points"],
                    border_cutoff_segments=result["border"]["cutoff_segments"],
                    colour_count=result["color"]["count"], colours=" ".join(result["color"]["present"]),
+                   structures=" ".join(result["structures"]["present"]),
+                   tds=result["tds"]["value"], tds_complete=result["tds"]["complete"],
                    feret_px=round(result["diameter"]["feret_px"], 1),
                    feret_mm=result["diameter"]["feret_mm"] if result["diameter"]["feret_mm"] is not None else "")
     return row

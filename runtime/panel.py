@@ -229,14 +229,15 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     named = ", ".join(name.replace("_", " ") for name in colour["present"]) or "none"
     lines = [
         ("", "ABCD criteria (Stolz's ABCD rule of dermoscopy)", "heading"),
-        ("A", f"asymmetric about {asymmetry['points']} of 2 principal axes (shape {asymmetry['shape']:.2f}, colour "
-              f"{asymmetry['color']:.2f}): {asymmetry['points']} points of 0-2", None),
+        ("A", f"{asymmetry['points']} points of 0-2 " + ("(the asymmetry rule fitted to PH2's dermatologists; "
+              if asymmetry.get("fitted") else "(") + f"geometrically asymmetric about {asymmetry['geometric_points']}"
+              f" of 2 principal axes: shape {asymmetry['shape']:.2f}, colour {asymmetry['color']:.2f})", None),
         ("B", f"abrupt pigment cut-off in {border['cutoff_segments']} of 8 border sectors: "
               f"{border['cutoff_segments']} points of 0-8 (compactness {border['compactness']:.2f}; a circle is "
               "1.00)", None),
         ("C", f"{colour['count']} dermoscopic colours ({named}): {colour['count']} points of 1-6", None),
         ("D", f"here the maximum diameter, {size}" + (", above 6 mm" if diameter["large"] else "")
-              + "; not Stolz's D (differential structures), which is not measured", None),
+              + "; not Stolz's D (differential structures), " + structures_text(abcde.get("structures")), None),
     ]
     partial = abcde.get("partial_score")
     if partial:
@@ -248,6 +249,15 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     if flags:
         lines.append(("", f"segmentation flags: {', '.join(flags)}: read the numbers with care", AMBER))
     return lines
+
+
+def structures_text(structures: dict | None) -> str:
+    """Which dermoscopic structures were looked for (those agreeing with dermatologists at kappa >= 0.4) and seen."""
+    if not structures or not structures["measured"]:
+        return "which is not measured"
+    seen = ", ".join(name.replace("_", " ") for name in structures["present"]) or "none"
+    looked = ", ".join(name.replace("_", " ") for name in structures["measured"])
+    return f"which is not measured in full; of the structures looked for ({looked}), seen: {seen}"
 
 
 def retry_advice(abcde: dict) -> str:

@@ -6,9 +6,13 @@ Jaccard < 0.5, and on PH2 the asymmetry score, colours and structures against it
 
 A withheld outline counts as Jaccard 0 in the median, mean and thresholded figures: the user gets no outline.
 
-Reproduces the "Real dermoscopy" tables of docs/abcde.md:
-`python -m studies.abcd_agreement ../shared/data/real/ph2 ../shared/data/real/isic2017 --json docs/abcde/agreement.json`
-(about 3 CPU minutes on 2 cores; HAM10000 and PAD-UFES-20 folders are read too)."""
+The PAD-UFES-20 photos the shipped segmenter was fine-tuned on are measured out of fold: with `--segmenter-folds`,
+each is segmented by the cross-validation model of `mnet train-segmenter --clinical` that never saw its patient.
+
+Reproduces the "Real dermoscopy" tables of docs/abcde.md (`make abcd` retrains and refits first):
+`python -m studies.abcd_agreement ../shared/data/real/ph2 ../shared/data/real/isic2017 ../shared/data/real/pad-ufes-20
+--segmenter-folds build/segmenter-folds --json docs/abcde/agreement.json` (about 3 CPU minutes on 2 cores; a
+HAM10000 folder is read too)."""
 
 from __future__ import annotations
 
@@ -68,8 +72,18 @@ def jaccard(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.count_nonzero(first & second) / max(np.count_nonzero(first | second), 1))
 
 
-def score(case: tuple[str, Path, Path, str]) -> dict:
-    """The shown outline's Jaccard (0 when withheld), and the Jaccard of the outline the check judged."""
+def score(case: tuple[str, Path, Path, str], segmenter: Path | None = None) -> dict:
+    """The shown outline's Jaccard (0 when withheld), and the Jaccard of the outline the check judged; with
+    `segmenter` (a cross-validation fold's model) as the clinical segmenter instead of the shipped one."""
+    from runtime.abcde.segmenter import using_model
+
+    if segmenter is None:
+        return outline_scores(case) | {"clinical_segmenter": "shipped"}
+    with using_model(segmenter, "clinical"):
+        return outline_scores(case) | {"clinical_segmenter": segmenter.stem}
+
+
+def outline_scores(case: tuple[str, Path, Path, str]) -> dict:
     from runtime.abcde.analyze import analyze_with_mask, bounded_view
     from runtime.abcde.segment import segment
     from runtime.imageio import load_image
@@ -88,7 +102,8 @@ def score(case: tuple[str, Path, Path, str]) -> dict:
     judged_jaccard = jaccard(judged, truth)
     return {"image": name, "diagnosis": diagnosis, "status": status, "judged_jaccard": judged_jaccard,
             "jaccard": judged_jaccard if status == "measured" else 0.0,
-            "border_share": analysis.measurements["segmentation"].get("border_share")}
+            "border_share": analysis.measurements["segmentation"].get("border_share"),
+            "segmenter": analysis.measurements["segmentation"].get("segmenter")}
 
 
 def interval(values: np.ndarray, seed: int = 0, draws: int = 2000) -> list[float]:
@@ -112,14 +127,27 @@ def summarise(scored: list[dict]) -> dict:
             "check_recall": float(withheld[bad].mean()) if bad.any() else None}
 
 
-def segmentation(roots: list[Path], limit: int | None, workers: int) -> dict:
+def held_out_models(folds: Path | None) -> dict[str, Path]:
+    """Image name -> the cross-validation model that was not fine-tuned on it (`mnet train-segmenter --clinical`)."""
+    if folds is None:
+        return {}
+    models = {name: model for model in sorted(Path(folds).glob("fold*.onnx"))
+              for name in json.loads(model.with_suffix(".json").read_text())["held_out"]}
+    if not models:
+        raise DatasetError(f"{folds}: no fold<k>.onnx with its record; run mnet train-segmenter --clinical first")
+    return models
+
+
+def segmentation(roots: list[Path], limit: int | None, workers: int, folds: Path | None = None) -> dict:
+    """Per set: the summary, per diagnosis, and per image. Images a fold model held out are segmented by it."""
+    models = held_out_models(folds)
     results = {}
     for root in roots:
         name, found = cases(root)
         if limit:
             found = found[:: max(1, len(found) // limit)][:limit]
         with Pool(workers) as pool:
-            scored = pool.map(score, found, chunksize=4)
+            scored = pool.starmap(score, [(case, models.get(case[0])) for case in found], chunksize=4)
         diagnoses = sorted({s["diagnosis"] for s in scored})
         results[name] = {"all": summarise(scored),
                          "by_diagnosis": {d: summarise([s for s in scored if s["diagnosis"] == d]) for d in diagnoses},
@@ -172,8 +200,11 @@ def main(data: Annotated[list[Path], typer.Argument(help="PH2, ISIC 2017, HAM100
          limit: Annotated[Optional[int], typer.Option(help="At most this many images per set (evenly spaced).")] = None,
          workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 2,
          repeats: Annotated[int, typer.Option(min=1, help="Repeats of the 5-fold cross-validation.")] = 5,
-         json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure here.")] = None):
-    results = segmentation(data, limit, workers)
+         json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every figure here.")] = None,
+         segmenter_folds: Annotated[Optional[Path], typer.Option(
+             help="The cross-validation models of mnet train-segmenter --clinical: each photo the shipped model was "
+                  "fine-tuned on is segmented by the fold model that never saw it.")] = None):
+    results = segmentation(data, limit, workers, segmenter_folds)
     ph2 = next((root for root in data if is_ph2(Path(root))), None)
     agreement = dermatologist_agreement(ph2, repeats) if ph2 is not None else None
     print_tables(results, agreement)

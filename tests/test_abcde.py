@@ -263,3 +263,42 @@ def test_the_change_picture_shows_the_prior_at_its_own_size():
     assert np.count_nonzero(now.mask) / np.count_nonzero(shown) == pytest.approx(
         evolution["changes"]["area_ratio"], rel=0.03)
     assert np.count_nonzero(shown & now.mask) / np.count_nonzero(shown) > 0.95, "the prior sits inside the lesion now"
+
+
+def blind_segmenter(folder):
+    """An ONNX segmenter that sees no lesion anywhere (probability 0), with its sha256 record."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from runtime.abcde.segmenter import INPUT_SIZE
+    from runtime.manifest import sha256_file
+
+    width, height = INPUT_SIZE
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1], keepdims=1),
+         helper.make_node("Mul", ["mean", "zero"], ["probability"])], "blind",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [1, 1, height, width])], [zero])
+    path = folder / "blind.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path.with_suffix(".json").write_text(json.dumps({"sha256": sha256_file(path)}))
+    return path
+
+
+def test_the_clinical_segmenter_is_tried_when_the_dermoscopy_one_fails(tmp_path):
+    from runtime.abcde.segmenter import using_model
+
+    image = load_image(SAMPLES / "ISIC_0034376.jpg")
+    assert segment(image).segmenter == "dermoscopy"
+    blind = blind_segmenter(tmp_path)
+    with using_model(blind, "dermoscopy"):
+        rescued = segment(image)
+        assert rescued.segmenter == "clinical" and rescued.quality.reliable
+        assert analyze(image)["segmentation"]["segmenter"] == "clinical"
+        with using_model(blind, "clinical"):  # neither finds a lesion: the colour route outlines it
+            fallback = segment(image)
+    assert fallback.segmenter is None and fallback.found
+    assert iou(fallback.mask > 0, rescued.mask > 0) > 0.5

@@ -64,6 +64,8 @@ def test_a_folder_gets_files_per_image_and_a_summary(folder, tmp_path):
         assert mask.shape == (height, width) and set(np.unique(mask)) <= {0, 255}
         assert np.count_nonzero(mask) == report["segmentation"]["area_px"]
         assert int(row["asymmetry_points"]) == report["asymmetry"]["points"]
+        assert row["structures"].split() == report["structures"]["present"]
+        assert float(row["tds"]) == report["tds"]["value"] and row["tds_complete"] == str(report["tds"]["complete"])
         assert (out / f"{Path(row['json']).stem}.png").exists()
     assert "1 failed" in result.output
 

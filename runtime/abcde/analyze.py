@@ -122,7 +122,7 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
         "reasons": [],
         "asymmetry": {"shape_axes": shape_axes, "shape": float(np.mean(shape_axes)), "color_axes": colour_axes,
                       "color": float(np.mean(colour_axes)), "points": int(points),
-                      "geometric_points": int(geometric_points),
+                      "geometric_points": int(geometric_points), "fitted": fitted is not None,
                       "orientation_deg": float(np.degrees(geometry.orientation)),
                       "centroid": list(geometry.centroid)},
         "border": {"compactness": compactness(geometry), "cutoff_segments": cutoffs},
@@ -152,7 +152,7 @@ def quality_fields(found: Segmentation, given: bool) -> dict:
         return {"mask": "given"}
     quality = found.quality
     method = "located in a crop" if found.located else "learned" if found.learned else "whole view"
-    return {"mask": method, "edge_step": round(quality.score, 2),
+    return {"mask": method, "segmenter": found.segmenter, "edge_step": round(quality.score, 2),
             "skin_noise": round(quality.noise, 2), "weak_sectors": quality.weak_sectors,
             "border_share": round(quality.border_share, 3),
             **({} if quality.unsure_share is None else {"unsure_share": round(quality.unsure_share, 3)})}

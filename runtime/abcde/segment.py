@@ -1,7 +1,8 @@
-"""Lesion segmentation. The learned segmenter (`segmenter.py`, trained on HAM10000's expert masks) decides what
-is lesion, so a light-brown periphery, regression or a lesion filling the field is outlined whole; the edge is
-then cut in OpenCV at the half-contrast point of the colour, pixel by pixel at full resolution, with hairs,
-ruler marks, specular highlights and the dark vignette of a dermatoscope inpainted or masked out.
+"""Lesion segmentation. A learned segmenter (`segmenter.py`: the dermoscopy one, trained on HAM10000's expert
+masks, then where its outline fails the clinical one, fine-tuned on smartphone photos) decides what is lesion, so
+a light-brown periphery, regression or a lesion filling the field is outlined whole; the edge is then cut in
+OpenCV at the half-contrast point of the colour, pixel by pixel at full resolution, with hairs, ruler marks,
+specular highlights and the dark vignette of a dermatoscope inpainted or masked out.
 
 The colour route (threshold the CIELAB distance from the skin, keep the central component, cut the same edge)
 outlines what the learned segmenter finds nothing in: a lesion located in a wide clinical view (`locate.py`)
@@ -10,7 +11,7 @@ or pointed at. Whichever outline is kept, its quality check (`quality.py`) decid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import cv2
 import numpy as np
@@ -52,7 +53,11 @@ class Segmentation:
     contour: np.ndarray | None = None  # the mask's outer contour (K x 2), when known
     quality: Quality = NOT_FOUND
     located: bool = False  # found by locating it in a wide view (the working copies are then not kept)
-    learned: bool = False  # outlined by the learned segmenter
+    segmenter: str | None = None  # the learned segmenter that outlined it (runtime.abcde.segmenter.KINDS)
+
+    @property
+    def learned(self) -> bool:
+        return self.segmenter is not None
 
     @property
     def area_px(self) -> int:
@@ -65,24 +70,35 @@ class Segmentation:
 
 def segment(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None = None) -> Segmentation:
     """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size), quality flags and, in `quality`,
-    whether the outline is good enough to measure. The learned segmenter outlines the lesion in the whole view
-    (again in a crop around it when it is small). When that outline fails its check, the segmenter's outline of
-    a crop around the lesion the colour route locates is kept if it passes; otherwise the failed outline is
-    returned (and withheld). Where the segmenter finds no lesion at all, or `lesion_at` (x, y in the image's
-    pixels) points at one, the colour route segments it."""
+    whether the outline is good enough to measure. The dermoscopy segmenter outlines the lesion (`segment_learned`);
+    when that outline fails its check, the clinical segmenter tries the same and is kept if it passes; otherwise
+    the failed outline is returned (and withheld). Where the dermoscopy segmenter finds no lesion at all, or
+    `lesion_at` (x, y in the image's pixels) points at one, the colour route segments it."""
     if lesion_at is not None:
         return segment_located(image_rgb, lesion_at)
-    learned = segment_learned(image_rgb)
+    dermoscopic = segment_learned(image_rgb, "dermoscopy")
+    if dermoscopic.quality.reliable:
+        return dermoscopic
+    clinical = segment_learned(image_rgb, "clinical")
+    if clinical.quality.reliable:
+        return clinical
+    return dermoscopic if dermoscopic.found else segment_classical(image_rgb)
+
+
+def segment_learned(image_rgb: np.ndarray, kind: str) -> Segmentation:
+    """The `kind` segmenter outlines the lesion in the whole view, again in a crop around it when it is small;
+    when that outline fails its check, its outline of a crop around the lesion the colour route locates is kept
+    if it passes."""
+    outline = partial(learned_outline, kind=kind)
+    learned = outline(image_rgb)
     if learned.found and learned.area_px < ZOOM_BELOW_SHARE * learned.mask.size:
         x, y, w, h = cv2.boundingRect(learned.mask)
         height, width = image_rgb.shape[:2]
-        zoomed = segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)), segment_learned)
+        zoomed = segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)), outline)
         learned = zoomed if zoomed.found and overlap(zoomed.mask, learned.mask) >= 0.5 else learned
-    if learned.quality.reliable:
+    if learned.quality.reliable or not learned.found:
         return learned
-    if not learned.found:
-        return segment_classical(image_rgb)
-    located = segment_located(image_rgb, None, segmenter=segment_learned)
+    located = segment_located(image_rgb, None, segmenter=outline)
     return located if located.found and located.quality.reliable else learned
 
 
@@ -98,8 +114,8 @@ def segment_classical(image_rgb: np.ndarray) -> Segmentation:
     return located if located.quality.reliable or located.quality.score > whole.quality.score else whole
 
 
-def segment_learned(image_rgb: np.ndarray) -> Segmentation:
-    """The learned segmenter decides what is lesion (probability above LEARNED_LEVEL, the component nearest the
+def learned_outline(image_rgb: np.ndarray, kind: str) -> Segmentation:
+    """The `kind` segmenter decides what is lesion (probability above LEARNED_LEVEL, the component nearest the
     centre, holes filled); its edge is then cut where the colour crosses half-way between the skin around it and
     the lesion inside, pixel by pixel at full resolution (`edge.py`), as the colour route cuts its own."""
     height, width = image_rgb.shape[:2]
@@ -108,7 +124,7 @@ def segment_learned(image_rgb: np.ndarray) -> Segmentation:
     cleaned, holes, hairs = remove_artifacts(small)
     field_of_view = field_of_view_mask(cleaned)
     original_lab = to_lab(small)
-    probability = lesion_probability(small)
+    probability = lesion_probability(small, kind=kind)
     binary = cv2.compare(probability, LEARNED_LEVEL, cv2.CMP_GT) // 255 & field_of_view
     component = central_component(cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(3)))
     if component is None or cv2.countNonZero(component) < MIN_AREA_FRACTION * cv2.countNonZero(field_of_view):
@@ -128,7 +144,7 @@ def segment_learned(image_rgb: np.ndarray) -> Segmentation:
     mask, contour = (small_mask, None) if scale == 1 else upsample(edge, (width, height))
     quality = assess(original_lab, small_mask, field_of_view, probability)
     flags = ["touches_border"] if touches_border(small_mask, field_of_view) else []
-    return Segmentation(mask, flags, quality.score, original_lab, hairs, small_mask, contour, quality, learned=True)
+    return Segmentation(mask, flags, quality.score, original_lab, hairs, small_mask, contour, quality, segmenter=kind)
 
 
 def overlap(first: np.ndarray, second: np.ndarray) -> float:
@@ -209,7 +225,7 @@ def segment_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int], segment
         flags.append("touches_border")
     contour = None if inner.contour is None else inner.contour + np.array([x0, y0], np.int32)
     return Segmentation(mask, flags, inner.contrast, None, None, None, contour, inner.quality, located=True,
-                        learned=inner.learned)
+                        segmenter=inner.segmenter)
 
 
 def working_image(image_rgb: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:

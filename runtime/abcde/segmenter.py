@@ -1,12 +1,17 @@
-"""The learned lesion segmenter (`melanomanet/segmenter.py` trains it on HAM10000) run with ONNX Runtime: a
-lesion probability per pixel of a 128 x 96 view of the image. The model file ships in the package beside its
-sidecar record, and is checked against the sha256 recorded there before it is loaded."""
+"""The learned lesion segmenters (`melanomanet/segmenter.py` trains them) run with ONNX Runtime: a lesion
+probability per pixel of a 128 x 96 view of the image. Two ship: `dermoscopy`, trained on HAM10000's expert masks,
+and `clinical`, the same network fine-tuned on PAD-UFES-20's smartphone photos (HAM10000 replayed beside), tried
+when the first one's outline fails its check. Each file ships in the package beside its sidecar record and is
+checked against the sha256 recorded there before it is loaded."""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -17,7 +22,28 @@ from runtime.manifest import sha256_file
 INPUT_SIZE = (128, 96)  # width, height
 MEAN = np.array([0.6, 0.45, 0.4], np.float32)
 STD = np.array([0.2, 0.2, 0.2], np.float32)
-MODEL_FILE = Path(__file__).parent / "models" / "lesion_segmenter.onnx"
+MODELS = Path(__file__).parent / "models"
+MODEL_FILE = MODELS / "lesion_segmenter.onnx"
+CLINICAL_MODEL_FILE = MODELS / "clinical_segmenter.onnx"
+KINDS = ("dermoscopy", "clinical")
+ACTIVE_MODELS: ContextVar[dict[str, Path]] = ContextVar(
+    "segmenter_models", default={"dermoscopy": MODEL_FILE, "clinical": CLINICAL_MODEL_FILE})
+
+
+@contextmanager
+def using_model(model: Path, kind: str = "clinical") -> Iterator[None]:
+    """Segment with another file for the `kind` segmenter (its record beside it) inside the block: the
+    cross-validation folds of `mnet train-segmenter --clinical`, each measured on the photos it never saw."""
+    token = ACTIVE_MODELS.set({**ACTIVE_MODELS.get(), kind: Path(model)})
+    try:
+        yield
+    finally:
+        ACTIVE_MODELS.reset(token)
+
+
+def segmenter_files() -> dict[str, str]:
+    """The sha256 of each segmenter in use, by kind (what a batch records to know its outputs' origin)."""
+    return {kind: segmenter_sha256(model) for kind, model in ACTIVE_MODELS.get().items()}
 
 
 def record(model: Path = MODEL_FILE) -> dict:
@@ -48,15 +74,17 @@ def session(model: Path = MODEL_FILE):
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
-def lesion_probability(image_rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Lesion probability (float32, 0-1) of every pixel of `image_rgb` resized to `size` (width, height;
-    default: the image's). Portrait images are turned to landscape for the network and back."""
+def lesion_probability(image_rgb: np.ndarray, size: tuple[int, int] | None = None,
+                       kind: str = "dermoscopy") -> np.ndarray:
+    """Lesion probability (float32, 0-1) by the `kind` segmenter of every pixel of `image_rgb` resized to `size`
+    (width, height; default: the image's). Portrait images are turned to landscape for the network and back."""
     height, width = image_rgb.shape[:2]
     portrait = height > width
     view = np.ascontiguousarray(np.rot90(image_rgb)) if portrait else image_rgb
     small = cv2.resize(view, INPUT_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     tensor = ((small - MEAN) / STD).transpose(2, 0, 1)[None]
-    probability = session().run(None, {"image": np.ascontiguousarray(tensor, np.float32)})[0][0, 0]
+    model = session(ACTIVE_MODELS.get()[kind])
+    probability = model.run(None, {"image": np.ascontiguousarray(tensor, np.float32)})[0][0, 0]
     if portrait:
         probability = np.ascontiguousarray(np.rot90(probability, -1))
     target = size or (width, height)
