@@ -111,9 +111,11 @@ def texture_features(gray: np.ndarray, mask: np.ndarray, lesion: np.ndarray, geo
     return features
 
 
-def measure_features(image_rgb: np.ndarray, mask: np.ndarray) -> dict[str, float] | None:
+def measure_features(image_rgb: np.ndarray, mask: np.ndarray, cleaned_lab: np.ndarray | None = None,
+                     hairs: np.ndarray | None = None) -> dict[str, float] | None:
     """The features of the lesion `mask` (0/1 at the image's size) measured on a FEATURE_SIDE view of the image
-    (None when the mask is too small there)."""
+    (None when the mask is too small there). `cleaned_lab` and `hairs`: that view in CIELAB with its artefacts
+    inpainted and its hair mask, when the segmentation already made them (the same numbers, not made twice)."""
     from runtime.abcde.artifacts import remove_artifacts
     from runtime.abcde.palette import to_lab
     from runtime.abcde.segment import working_image
@@ -124,5 +126,7 @@ def measure_features(image_rgb: np.ndarray, mask: np.ndarray) -> dict[str, float
     geometry = region(small_mask) if np.count_nonzero(small_mask) >= 20 else None
     if geometry is None:
         return None
-    cleaned, _, hairs = remove_artifacts(view)
-    return lesion_features(to_lab(cleaned), cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), small_mask, hairs, geometry)
+    if cleaned_lab is None or hairs is None or cleaned_lab.shape[:2] != view.shape[:2]:
+        cleaned, _, hairs = remove_artifacts(view)
+        cleaned_lab = to_lab(cleaned)
+    return lesion_features(cleaned_lab, cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), small_mask, hairs, geometry)

@@ -53,6 +53,7 @@ class Segmentation:
     contour: np.ndarray | None = None  # the mask's outer contour (K x 2), when known
     quality: Quality = NOT_FOUND
     located: bool = False  # found by locating it in a wide view (the working copies are then not kept)
+    cleaned_lab: np.ndarray | None = None  # working_lab with hairs and highlights inpainted (learned outlines)
     segmenter: str | None = None  # the learned segmenter that outlined it (runtime.abcde.segmenter.KINDS)
 
     @property
@@ -144,7 +145,8 @@ def learned_outline(image_rgb: np.ndarray, kind: str) -> Segmentation:
     mask, contour = (small_mask, None) if scale == 1 else upsample(edge, (width, height))
     quality = assess(original_lab, small_mask, field_of_view, probability)
     flags = ["touches_border"] if touches_border(small_mask, field_of_view) else []
-    return Segmentation(mask, flags, quality.score, original_lab, hairs, small_mask, contour, quality, segmenter=kind)
+    return Segmentation(mask, flags, quality.score, original_lab, hairs, small_mask, contour, quality,
+                        cleaned_lab=lab, segmenter=kind)
 
 
 def overlap(first: np.ndarray, second: np.ndarray) -> float:
