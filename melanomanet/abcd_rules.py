@@ -39,18 +39,14 @@ def targets(row: dict) -> dict[str, int]:
 def ph2_records(root: Path, progress: Callable[[], None] | None = None) -> list[dict]:
     """Per annotated image: its name, diagnosis, targets, and the features on the project's outline (None when the
     outline was withheld or no lesion found)."""
-    from runtime.abcde.features import measure_features
-    from runtime.abcde.segment import segment
+    from runtime.abcde.analyze import fitted_rule_features
     from runtime.imageio import load_image
 
     images, _ = image_and_mask_files(Path(root))
     records = []
     for row in read_annotations(root):
-        rgb = load_image(images[row["image"]])
-        found = segment(rgb)
-        usable = found.found and found.quality.reliable
         records.append({"image": row["image"], "diagnosis": row["diagnosis"], "targets": targets(row),
-                        "features": measure_features(rgb, found.mask) if usable else None})
+                        "features": fitted_rule_features(load_image(images[row["image"]]))})
         if progress is not None:
             progress()
     return records

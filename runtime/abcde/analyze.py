@@ -72,6 +72,16 @@ def bounded_view(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
     return (image_rgb if factor == 1.0 else downscale(image_rgb, factor)), factor
 
 
+def fitted_rule_features(image_rgb: np.ndarray) -> dict[str, float] | None:
+    """The features the fitted rules read, measured as `analyze` measures them (on the bounded view, the runtime's
+    own outline); None when that outline is withheld or no lesion is found. What `mnet fit-abcd` fits to."""
+    view, _ = bounded_view(image_rgb)
+    found = segment(view)
+    if not (found.found and found.quality.reliable):
+        return None
+    return measure_features(view, found.mask, found.cleaned_lab, found.hairs)
+
+
 def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None,
                  lesion_at: tuple[float, float] | None = None) -> Analysis:
     """Analyse a view made by `bounded_view`: sizes in original pixels, the mask at the view's size."""

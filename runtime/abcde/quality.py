@@ -76,12 +76,7 @@ def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray,
     score = float(np.median(differences))
     weak = int(sum(d < WEAK_SECTOR_STEP for d in differences))
     share = border_share(mask, field_of_view)
-    reasons = []
-    if score < max(EDGE_STEP_BAR, EDGE_NOISE_BAR * noise):
-        reasons.append(f"the outline does not follow a clear edge (colour step {score:.1f} across it, skin noise "
-                       f"{noise:.1f}; {max(EDGE_STEP_BAR, EDGE_NOISE_BAR * noise):.1f} needed)")
-    elif weak >= WEAK_SECTOR_BAR:
-        reasons.append(f"{weak} of {SECTORS} sides of the outline lie on no edge (it leaks into the skin)")
+    reasons = edge_reasons(score, weak, max(EDGE_STEP_BAR, EDGE_NOISE_BAR * noise), noise)
     if share > BORDER_SHARE_BAR:
         reasons.append(f"{share:.0%} of the outline runs along the edge of the image: the outline took the "
                        "background, or too little of the lesion is in view")
@@ -89,19 +84,26 @@ def assess(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray,
 
 
 def assess_learned(lab: np.ndarray, mask: np.ndarray, field_of_view: np.ndarray, probability: np.ndarray) -> Quality:
+    """The colour check's edge step and weak sides at a fixed bar (the segmenter, not the skin's noise, decides
+    what is lesion), and the share of the view the segmenter is unsure of; the image's edge is no reason."""
     colour = assess(lab, mask, field_of_view)
     unsure = cv2.countNonZero(cv2.inRange(probability, UNSURE_LOW, UNSURE_HIGH) & (field_of_view * np.uint8(255)))
     share = unsure / max(cv2.countNonZero(mask), 1)
-    reasons = []
-    if colour.score < EDGE_STEP_BAR:
-        reasons.append(f"the outline does not follow a clear edge (colour step {colour.score:.1f} across it, "
-                       f"{EDGE_STEP_BAR:.1f} needed)")
-    elif colour.weak_sectors >= WEAK_SECTOR_BAR:
-        reasons.append(f"{colour.weak_sectors} of {SECTORS} sides of the outline lie on no edge (it leaks into the "
-                       "skin)")
+    reasons = edge_reasons(colour.score, colour.weak_sectors, EDGE_STEP_BAR)
     if share > UNSURE_SHARE_BAR:
         reasons.append(f"the segmenter is unsure where the lesion ends over an area {share:.0%} of the lesion's")
     return Quality(colour.score, colour.noise, colour.weak_sectors, colour.border_share, tuple(reasons), share)
+
+
+def edge_reasons(score: float, weak_sectors: int, needed: float, noise: float | None = None) -> list[str]:
+    """Why an outline with median colour step `score` across it and `weak_sectors` sides on no edge does not lie
+    on the lesion's edge (none if it does): the step must reach `needed` (set by the skin's `noise`, when given)."""
+    if score < needed:
+        measured = f"colour step {score:.1f} across it" + ("," if noise is None else f", skin noise {noise:.1f};")
+        return [f"the outline does not follow a clear edge ({measured} {needed:.1f} needed)"]
+    if weak_sectors >= WEAK_SECTOR_BAR:
+        return [f"{weak_sectors} of {SECTORS} sides of the outline lie on no edge (it leaks into the skin)"]
+    return []
 
 
 def centroid(mask: np.ndarray) -> tuple[float, float]:

@@ -11,7 +11,7 @@ or pointed at. Whichever outline is kept, its quality check (`quality.py`) decid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -72,34 +72,61 @@ class Segmentation:
 def segment(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None = None) -> Segmentation:
     """RGB uint8 image of any size -> lesion mask (uint8 0/1, same size), quality flags and, in `quality`,
     whether the outline is good enough to measure. The dermoscopy segmenter outlines the lesion (`segment_learned`);
-    when that outline fails its check, the clinical segmenter tries the same and is kept if it passes; otherwise
-    the failed outline is returned (and withheld). Where the dermoscopy segmenter finds no lesion at all, or
-    `lesion_at` (x, y in the image's pixels) points at one, the colour route segments it."""
+    when that outline fails its check, the clinical segmenter tries the same view and is kept if it passes;
+    otherwise the failed outline is returned (and withheld). Where the dermoscopy segmenter finds no lesion at all,
+    or `lesion_at` (x, y in the image's pixels) points at one, the colour route segments it."""
     if lesion_at is not None:
         return segment_located(image_rgb, lesion_at)
-    dermoscopic = segment_learned(image_rgb, "dermoscopy")
+    view = WorkingView(image_rgb)
+    dermoscopic = segment_learned(view, "dermoscopy")
     if dermoscopic.quality.reliable:
         return dermoscopic
-    clinical = segment_learned(image_rgb, "clinical")
+    clinical = segment_learned(view, "clinical")
     if clinical.quality.reliable:
         return clinical
     return dermoscopic if dermoscopic.found else segment_classical(image_rgb)
 
 
-def segment_learned(image_rgb: np.ndarray, kind: str) -> Segmentation:
+class WorkingView:
+    """An image prepared once for every learned segmenter that outlines it: its working-size copy with hairs,
+    ruler marks and highlights inpainted, the dermatoscope's field of view and CIELAB; and, when first asked for,
+    the crop around the lesion the colour route locates in it."""
+
+    def __init__(self, image_rgb: np.ndarray):
+        self.image_rgb = image_rgb
+        self.small = working_image(image_rgb)
+        cleaned, holes, self.hairs = remove_artifacts(self.small)
+        self.field_of_view = field_of_view_mask(cleaned)
+        self.original_lab = to_lab(self.small)
+        self.lab = with_pixels_of(self.original_lab, cleaned, holes)
+
+    @cached_property
+    def located(self) -> tuple[tuple[int, int, int, int], WorkingView] | None:
+        """The crop (x0, y0, x1, y1) around the most lesion-like blob and that crop prepared; None if none."""
+        crop = lesion_crop(self.image_rgb, None)
+        if crop is None:
+            return None
+        x0, y0, x1, y1 = crop
+        return crop, WorkingView(self.image_rgb[y0:y1, x0:x1])
+
+
+def segment_learned(view: WorkingView, kind: str) -> Segmentation:
     """The `kind` segmenter outlines the lesion in the whole view, again in a crop around it when it is small;
     when that outline fails its check, its outline of a crop around the lesion the colour route locates is kept
     if it passes."""
-    outline = partial(learned_outline, kind=kind)
-    learned = outline(image_rgb)
+    image_rgb = view.image_rgb
+    learned = learned_outline(view, kind)
     if learned.found and learned.area_px < ZOOM_BELOW_SHARE * learned.mask.size:
         x, y, w, h = cv2.boundingRect(learned.mask)
         height, width = image_rgb.shape[:2]
-        zoomed = segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)), outline)
+        crop = crop_around((x, y, x + w, y + h), 1.0, (width, height))
+        x0, y0, x1, y1 = crop
+        zoomed = in_crop(image_rgb, crop, learned_outline(WorkingView(image_rgb[y0:y1, x0:x1]), kind))
         learned = zoomed if zoomed.found and overlap(zoomed.mask, learned.mask) >= 0.5 else learned
-    if learned.quality.reliable or not learned.found:
+    if learned.quality.reliable or not learned.found or view.located is None:
         return learned
-    located = segment_located(image_rgb, None, segmenter=outline)
+    crop, located_view = view.located
+    located = in_crop(image_rgb, crop, learned_outline(located_view, kind))
     return located if located.found and located.quality.reliable else learned
 
 
@@ -115,37 +142,33 @@ def segment_classical(image_rgb: np.ndarray) -> Segmentation:
     return located if located.quality.reliable or located.quality.score > whole.quality.score else whole
 
 
-def learned_outline(image_rgb: np.ndarray, kind: str) -> Segmentation:
+def learned_outline(view: WorkingView, kind: str) -> Segmentation:
     """The `kind` segmenter decides what is lesion (probability above LEARNED_LEVEL, the component nearest the
     centre, holes filled); its edge is then cut where the colour crosses half-way between the skin around it and
     the lesion inside, pixel by pixel at full resolution (`edge.py`), as the colour route cuts its own."""
-    height, width = image_rgb.shape[:2]
-    small = working_image(image_rgb)
+    height, width = view.image_rgb.shape[:2]
+    small, field_of_view, lab = view.small, view.field_of_view, view.lab
     scale = small.shape[1] / width
-    cleaned, holes, hairs = remove_artifacts(small)
-    field_of_view = field_of_view_mask(cleaned)
-    original_lab = to_lab(small)
     probability = lesion_probability(small, kind=kind)
     binary = cv2.compare(probability, LEARNED_LEVEL, cv2.CMP_GT) // 255 & field_of_view
     component = central_component(cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(3)))
     if component is None or cv2.countNonZero(component) < MIN_AREA_FRACTION * cv2.countNonZero(field_of_view):
         empty = np.zeros((height, width), np.uint8)
-        return Segmentation(empty, ["no_lesion"], 0.0, original_lab, hairs, quality=NOT_FOUND)
+        return Segmentation(empty, ["no_lesion"], 0.0, view.original_lab, view.hairs, quality=NOT_FOUND)
     component = largest_filled(component)
-    lab = with_pixels_of(original_lab, cleaned, holes)
     around = field_of_view & (1 - cv2.dilate(component, ellipse(9)))
     skin = np.flatnonzero(around)[:: max(1, cv2.countNonZero(around) // RING_SAMPLES)]
     if skin.size < 50:
         skin = skin_samples(field_of_view)
     distance = colour_distance_from_skin(lab, field_of_view, skin)
     centre, spread = median_spread(distance.ravel()[skin])
-    edge = refine_edge(component, distance, field_of_view, hairs,
+    edge = refine_edge(component, distance, field_of_view, view.hairs,
                        max(SKIN_LEVEL_FLOOR, centre + SKIN_LEVEL_FACTOR * spread))
     small_mask = edge.mask
     mask, contour = (small_mask, None) if scale == 1 else upsample(edge, (width, height))
-    quality = assess(original_lab, small_mask, field_of_view, probability)
+    quality = assess(view.original_lab, small_mask, field_of_view, probability)
     flags = ["touches_border"] if touches_border(small_mask, field_of_view) else []
-    return Segmentation(mask, flags, quality.score, original_lab, hairs, small_mask, contour, quality,
+    return Segmentation(mask, flags, quality.score, view.original_lab, view.hairs, small_mask, contour, quality,
                         cleaned_lab=lab, segmenter=kind)
 
 
@@ -190,14 +213,23 @@ def segment_view(image_rgb: np.ndarray, clinical: bool, hair_width: float | None
 
 
 def segment_located(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None,
-                    around: tuple[int, int, int, int] | None = None, segmenter=None) -> Segmentation:
+                    around: tuple[int, int, int, int] | None = None) -> Segmentation:
     """Find the most lesion-like blob near `lesion_at` (default: the centre) in a wide view, or take the
-    box `around` (x, y, width, height in the image's pixels), and segment a crop around it (with `segmenter`;
-    default: the colour route)."""
+    box `around` (x, y, width, height in the image's pixels), and segment a crop around it by the colour route."""
     height, width = image_rgb.shape[:2]
     if around is not None:
         x, y, w, h = around
-        return segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)), segmenter)
+        return segment_crop(image_rgb, crop_around((x, y, x + w, y + h), 1.0, (width, height)))
+    crop = lesion_crop(image_rgb, lesion_at)
+    if crop is None:
+        return Segmentation(np.zeros((height, width), np.uint8), ["no_lesion"], quality=NOT_FOUND)
+    return segment_crop(image_rgb, crop)
+
+
+def lesion_crop(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None) -> tuple[int, int, int, int] | None:
+    """The crop (x0, y0, x1, y1) around the most lesion-like blob near `lesion_at` (default: the centre) in a wide
+    view; around the point itself when one is given and no blob is near it; None when none is found."""
+    height, width = image_rgb.shape[:2]
     small = working_image(image_rgb, LOCATE_SIDE)
     scale = width / small.shape[1]
     cleaned, _, hairs = remove_artifacts(small)
@@ -207,19 +239,23 @@ def segment_located(image_rgb: np.ndarray, lesion_at: tuple[float, float] | None
     target = (most_lesion_like(found, small_point, small.shape[1::-1]) if lesion_at is None
               else nearest(found, small_point, reach=0.05 * np.hypot(*small.shape[:2])))
     if target is None and lesion_at is None:
-        return Segmentation(np.zeros((height, width), np.uint8), ["no_lesion"], quality=NOT_FOUND)
+        return None
     box = target.box if target is not None else point_box(small_point, 0.04 * np.hypot(*small.shape[:2]))
-    return segment_crop(image_rgb, crop_around(box, scale, (width, height)), segmenter)
+    return crop_around(box, scale, (width, height))
 
 
-def segment_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int], segmenter=None) -> Segmentation:
-    """Segment the lesion in the middle of `crop` (x0, y0, x1, y1) with `segmenter` (default: the colour route for
-    a crop of a photo); the mask and flags in the whole image."""
+def segment_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int]) -> Segmentation:
+    """Segment the lesion in the middle of `crop` (x0, y0, x1, y1) by the colour route for a crop of a photo."""
     height, width = image_rgb.shape[:2]
     x0, y0, x1, y1 = crop
-    view = image_rgb[y0:y1, x0:x1]
-    inner = (segment_view(view, clinical=True, hair_width=max(height, width) / 40) if segmenter is None
-             else segmenter(view))
+    inner = segment_view(image_rgb[y0:y1, x0:x1], clinical=True, hair_width=max(height, width) / 40)
+    return in_crop(image_rgb, crop, inner)
+
+
+def in_crop(image_rgb: np.ndarray, crop: tuple[int, int, int, int], inner: Segmentation) -> Segmentation:
+    """The segmentation `inner` of the crop (x0, y0, x1, y1), with its mask, flags and contour in the whole image."""
+    height, width = image_rgb.shape[:2]
+    x0, y0, x1, y1 = crop
     mask = np.zeros((height, width), np.uint8)
     mask[y0:y1, x0:x1] = inner.mask
     flags = [flag for flag in inner.flags if flag != "touches_border"]
