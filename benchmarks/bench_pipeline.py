@@ -13,6 +13,9 @@ import torch
 from benchmarks.conftest import INTERMEDIATE_LAYER, SAMPLE_IMAGE, record
 from benchmarks.reference import ReferencePipeline
 from runtime.abcde.analyze import analyze
+from runtime.abcde.features import measure_features
+from runtime.abcde.segment import segment, working_image
+from runtime.abcde.segmenter import lesion_probability
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
 from runtime.batch import write_outputs
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
@@ -149,6 +152,20 @@ def test_abcde_reference(benchmark, one_thread):
     record(benchmark, "abcde A-D 600x450, one core", "reference")
     image = load_image(SAMPLE_IMAGE)
     benchmark.pedantic(ReferencePipeline.abcde, args=(image,), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("stage", ["segmenter network", "outline", "features"])
+def test_abcde_stages_ours(benchmark, one_thread, stage):
+    """Where an analysis's time goes: the dermoscopy segmenter's pass, the whole outline (its pass, the edge cut at
+    full resolution, the quality check) and the features the fitted readings take."""
+    record(benchmark, "abcde stages 600x450, one core", stage)
+    image = load_image(SAMPLE_IMAGE)
+    found = segment(image)
+    small = working_image(image)
+    work = {"segmenter network": lambda: lesion_probability(small),
+            "outline": lambda: segment(image),
+            "features": lambda: measure_features(image, found.mask, found.cleaned_lab, found.hairs)}[stage]
+    benchmark(work)
 
 
 def test_report_writing_ours(benchmark, setup, tmp_path):
