@@ -164,7 +164,7 @@ def test_abcde_stages_ours(benchmark, one_thread, stage):
     small = working_image(image)
     work = {"segmenter network": lambda: lesion_probability(small),
             "outline": lambda: segment(image),
-            "features": lambda: measure_features(image, found.mask, found.cleaned_lab, found.hairs)}[stage]
+            "features": lambda: measure_features(image, found.mask, found)}[stage]
     benchmark(work)
 
 

@@ -24,24 +24,19 @@ TARGETS = ("dark_brown", "white")
 SELECTED = (3, 5, 15)
 
 
-def measured(image_rgb: np.ndarray) -> tuple[dict[str, float], tuple[np.ndarray, ...]] | None:
-    """The shipped features of the runtime's outline, and that outline on the feature view (inpainted CIELAB, mask,
-    hairs); None when the outline is withheld."""
+def measured(image_rgb: np.ndarray) -> tuple[dict[str, float], tuple] | None:
+    """The shipped features of the runtime's outline and the view they were measured on (`feature_view`: inpainted
+    CIELAB, gray, mask, hairs, geometry); None when the outline is withheld."""
     from runtime.abcde.analyze import bounded_view
-    from runtime.abcde.artifacts import remove_artifacts
-    from runtime.abcde.features import FEATURE_SIDE, measure_features
-    from runtime.abcde.palette import to_lab
-    from runtime.abcde.segment import segment, working_image
+    from runtime.abcde.features import feature_view, lesion_features
+    from runtime.abcde.segment import segment
 
     view, _ = bounded_view(image_rgb)
     found = segment(view)
     if not (found.found and found.quality.reliable):
         return None
-    shipped = measure_features(view, found.mask, found.cleaned_lab, found.hairs)
-    small = working_image(view, FEATURE_SIDE)
-    cleaned, _, hairs = remove_artifacts(small)
-    mask = cv2.resize(found.mask, small.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-    return shipped, (to_lab(cleaned), mask, hairs)
+    measured_view = feature_view(view, found.mask, found)
+    return lesion_features(*measured_view), measured_view
 
 
 def largest_region_share(where: np.ndarray, area: int) -> float:
@@ -123,7 +118,8 @@ def main(ph2: Annotated[Path, typer.Argument(help="A PH2 folder with the dermato
         if found is None:
             continue
         shipped.append(found[0])
-        regions.append(region_features(*found[1]))
+        lab, _, mask, hairs, _ = found[1]
+        regions.append(region_features(lab, mask, hairs))
         for target in TARGETS:
             labels[target].append(targets(row)[target])
     as_matrix = lambda rows: np.array([[row[name] for name in sorted(rows[0])] for row in rows], float)  # noqa: E731

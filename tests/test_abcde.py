@@ -307,10 +307,11 @@ def test_the_clinical_segmenter_is_tried_when_the_dermoscopy_one_fails(tmp_path)
 @pytest.mark.parametrize("name", ["ISIC_0034335", "ISIC_0034376", "ISIC_0034500"])
 def test_features_reuse_the_segmentations_working_copies_exactly(name):
     """The ABCD rules were fitted on features measured from scratch; the runtime hands over the segmentation's
-    inpainted CIELAB view and hair mask instead of making them again, and must get the very same numbers."""
+    working view, its inpainted CIELAB and hair mask instead of making them again, and must get the very same
+    numbers."""
     from runtime.abcde.features import measure_features
 
     image = load_image(SAMPLES / f"{name}.jpg")
     found = segment(image)
-    assert found.cleaned_lab is not None
-    assert measure_features(image, found.mask, found.cleaned_lab, found.hairs) == measure_features(image, found.mask)
+    assert found.cleaned_lab is not None and found.working_rgb is not None
+    assert measure_features(image, found.mask, found) == measure_features(image, found.mask)

@@ -79,7 +79,7 @@ def fitted_rule_features(image_rgb: np.ndarray) -> dict[str, float] | None:
     found = segment(view)
     if not (found.found and found.quality.reliable):
         return None
-    return measure_features(view, found.mask, found.cleaned_lab, found.hairs)
+    return measure_features(view, found.mask, found)
 
 
 def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None,
@@ -120,7 +120,7 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     hairless = small_mask & (1 - hairs)
     reference_present, coverage = colours_present(lab, hairless)
     cutoffs = border_cutoff_segments(lab[..., 0], small_mask, small_geometry)
-    features = measure_features(image_rgb, found.mask, found.cleaned_lab, found.hairs)
+    features = measure_features(image_rgb, found.mask, found)
     fitted = readings(features) if features is not None else None
     points = fitted["asymmetry"] if fitted else int(geometric_points)
     present = fitted["colours"] if fitted else reference_present

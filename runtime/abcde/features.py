@@ -111,22 +111,35 @@ def texture_features(gray: np.ndarray, mask: np.ndarray, lesion: np.ndarray, geo
     return features
 
 
-def measure_features(image_rgb: np.ndarray, mask: np.ndarray, cleaned_lab: np.ndarray | None = None,
-                     hairs: np.ndarray | None = None) -> dict[str, float] | None:
-    """The features of the lesion `mask` (0/1 at the image's size) measured on a FEATURE_SIDE view of the image
-    (None when the mask is too small there). `cleaned_lab` and `hairs`: that view in CIELAB with its artefacts
-    inpainted and its hair mask, when the segmentation already made them (the same numbers, not made twice)."""
+def feature_view(image_rgb: np.ndarray, mask: np.ndarray, found=None) -> tuple | None:
+    """What `lesion_features` reads of the lesion `mask` (0/1 at the image's size): the FEATURE_SIDE view of the
+    image in CIELAB with its artefacts inpainted, in gray, the mask and hair mask there and the mask's geometry;
+    None when the mask is too small there. `found`: the segmentation (`runtime.abcde.segment.Segmentation`) that
+    drew `mask` on this image, whose working copies at that size are taken rather than made again (the same
+    numbers)."""
     from runtime.abcde.artifacts import remove_artifacts
     from runtime.abcde.palette import to_lab
-    from runtime.abcde.segment import working_image
+    from runtime.abcde.segment import working_image, working_size
     from runtime.abcde.shape import region
 
-    view = working_image(image_rgb, FEATURE_SIDE)
-    small_mask = cv2.resize(mask.astype(np.uint8), view.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    size = working_size(image_rgb.shape, FEATURE_SIDE)
+    reusable = (found is not None and found.cleaned_lab is not None and found.working_rgb is not None
+                and found.working_rgb.shape[1::-1] == size)
+    view = found.working_rgb if reusable else working_image(image_rgb, FEATURE_SIDE)
+    small_mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     geometry = region(small_mask) if np.count_nonzero(small_mask) >= 20 else None
     if geometry is None:
         return None
-    if cleaned_lab is None or hairs is None or cleaned_lab.shape[:2] != view.shape[:2]:
+    if reusable:
+        cleaned_lab, hairs = found.cleaned_lab, found.hairs
+    else:
         cleaned, _, hairs = remove_artifacts(view)
         cleaned_lab = to_lab(cleaned)
-    return lesion_features(cleaned_lab, cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), small_mask, hairs, geometry)
+    return cleaned_lab, cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), small_mask, hairs, geometry
+
+
+def measure_features(image_rgb: np.ndarray, mask: np.ndarray, found=None) -> dict[str, float] | None:
+    """The features of the lesion `mask` (0/1 at the image's size) on its `feature_view` (None when the mask is
+    too small there); `found` as there."""
+    view = feature_view(image_rgb, mask, found)
+    return None if view is None else lesion_features(*view)

@@ -54,6 +54,7 @@ class Segmentation:
     quality: Quality = NOT_FOUND
     located: bool = False  # found by locating it in a wide view (the working copies are then not kept)
     cleaned_lab: np.ndarray | None = None  # working_lab with hairs and highlights inpainted (learned outlines)
+    working_rgb: np.ndarray | None = None  # the image at working resolution (learned outlines)
     segmenter: str | None = None  # the learned segmenter that outlined it (runtime.abcde.segmenter.KINDS)
 
     @property
@@ -169,7 +170,7 @@ def learned_outline(view: WorkingView, kind: str) -> Segmentation:
     quality = assess(view.original_lab, small_mask, field_of_view, probability)
     flags = ["touches_border"] if touches_border(small_mask, field_of_view) else []
     return Segmentation(mask, flags, quality.score, view.original_lab, view.hairs, small_mask, contour, quality,
-                        cleaned_lab=lab, segmenter=kind)
+                        cleaned_lab=lab, working_rgb=small, segmenter=kind)
 
 
 def overlap(first: np.ndarray, second: np.ndarray) -> float:
@@ -270,11 +271,19 @@ def working_image(image_rgb: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray
     """Downscale by the whole factor that brings the longer side to at most `side` (OpenCV's area
     resampling is several times faster for whole factors)."""
     height, width = image_rgb.shape[:2]
+    size = working_size(image_rgb.shape, side)
+    if size == (width, height):
+        return image_rgb
+    return cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def working_size(shape: tuple[int, ...], side: int = WORKING_SIDE) -> tuple[int, int]:
+    """The (width, height) `working_image` gives an image of `shape`."""
+    height, width = shape[:2]
     factor = int(np.ceil(max(height, width) / side))
     if factor <= 1:
-        return image_rgb
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    return cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+        return width, height
+    return max(1, round(width / factor)), max(1, round(height / factor))
 
 
 def with_pixels_of(lab: np.ndarray, image_rgb: np.ndarray, where: np.ndarray) -> np.ndarray:
