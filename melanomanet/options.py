@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import Enum
 
 TIMM_ARCHITECTURES = ("tf_efficientnetv2_b0", "tf_efficientnetv2_b1", "tf_efficientnetv2_b2",
-                      "tf_efficientnetv2_b3", "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l")
+                      "tf_efficientnetv2_b3", "tf_efficientnetv2_s", "tf_efficientnetv2_m", "tf_efficientnetv2_l",
+                      "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
 TORCHVISION_ARCHITECTURES = ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")
 ARCHITECTURES = TIMM_ARCHITECTURES + TORCHVISION_ARCHITECTURES
 
@@ -32,6 +33,11 @@ class Optimizer(Choice):
 class Scheduler(Choice):
     cosine = "cosine"
     none = "none"
+
+
+class Sampling(Choice):
+    shuffle = "shuffle"
+    balanced = "balanced"
 
 
 class Split(Choice):

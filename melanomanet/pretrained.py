@@ -63,3 +63,12 @@ def _unreachable(url: str) -> str:
             return ""
     except OSError as error:
         return f"{parsed.hostname}:{port} unreachable: {error.strerror or error}"
+
+
+def hub_record(architecture: str) -> dict:
+    """Where hub weights came from, for the manifest."""
+    from melanomanet.options import TIMM_ARCHITECTURES
+
+    source, _ = _timm_source(architecture) if architecture in TIMM_ARCHITECTURES else \
+        _torchvision_source(architecture)
+    return {"source": "hub", "url": source}

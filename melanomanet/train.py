@@ -26,9 +26,9 @@ from melanomanet.data.layouts import prepare_data
 from melanomanet.distributed import Distributed
 from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
-from melanomanet.options import Loss, Optimizer, Scheduler
+from melanomanet.options import Loss, Optimizer, Sampling, Scheduler
 from runtime.errors import ConfigError
-from runtime.manifest import CLASS_NAMES
+from runtime.manifest import CLASS_NAMES, Preprocessing
 
 
 @dataclass
@@ -58,9 +58,15 @@ class TrainConfig:
     resume: str | None = None
     trained_on: str = "unknown"
     layout: str | None = None
+    freeze_stages: int = 0
+    sampling: str = "shuffle"
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None
+    warmup_epochs: float = 0.0
 
     def __post_init__(self):
-        for name, choices in (("loss", Loss), ("optimizer", Optimizer), ("scheduler", Scheduler)):
+        for name, choices in (("loss", Loss), ("optimizer", Optimizer), ("scheduler", Scheduler),
+                              ("sampling", Sampling)):
             value = str(getattr(self, name))
             if value not in {c.value for c in choices}:
                 raise ConfigError(f"--{name} {value!r} is not one of: {', '.join(c.value for c in choices)}")
@@ -74,6 +80,12 @@ class TrainConfig:
             raise ConfigError("--dropout must be in [0, 1), --weight-decay and --focal-gamma at least 0")
         if self.pretrained and self.init_weights:
             raise ConfigError("--pretrained and --init-weights both give starting weights; choose one")
+        if not 0 <= self.label_smoothing < 1 or self.freeze_stages < 0 or self.warmup_epochs < 0:
+            raise ConfigError("--label-smoothing must be in [0, 1), --freeze-stages and --warmup-epochs at least 0")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"--ema {self.ema_decay} must be in (0, 1), e.g. 0.999")
+        if self.sampling == Sampling.balanced and self.class_weights:
+            raise ConfigError("--sampling balanced already balances the classes; add --no-class-weights")
 
 
 class FocalLoss(nn.Module):
@@ -93,7 +105,7 @@ class FocalLoss(nn.Module):
 def make_criterion(config: TrainConfig, weights: torch.Tensor | None) -> nn.Module:
     if config.loss == Loss.focal:
         return FocalLoss(weights, config.focal_gamma)
-    return nn.CrossEntropyLoss(weights)
+    return nn.CrossEntropyLoss(weights, label_smoothing=config.label_smoothing)
 
 
 def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
@@ -104,12 +116,26 @@ def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     return optimizer_class(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
-    """Per-step cosine decay to 0 over the run, or a constant rate; both as LambdaLR, so resume is one path."""
-    if config.scheduler == Scheduler.none:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+def make_scheduler(config: TrainConfig, optimizer, total_steps: int, warmup_steps: int = 0):
+    """A linear warm-up over `warmup_steps`, then per-step cosine decay to 0 over the rest of the run, or a
+    constant rate; all as LambdaLR, so resume is one path."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if config.scheduler == Scheduler.none:
+            return 1.0
+        progress = min(step - warmup_steps, total_steps - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def balanced_sampler(targets: np.ndarray, seed: int) -> torch.utils.data.WeightedRandomSampler:
+    """Each class drawn equally often (with replacement), an epoch as long as the split."""
+    counts = np.bincount(targets, minlength=int(targets.max()) + 1).astype(np.float64)
+    weights = 1.0 / counts[targets]
+    return torch.utils.data.WeightedRandomSampler(torch.from_numpy(weights), len(targets), replacement=True,
+                                                  generator=torch.Generator().manual_seed(seed))
 
 
 def make_loaders(config: TrainConfig, image_root: Path, labels, splits, preprocessing, dist: Distributed):
@@ -118,11 +144,15 @@ def make_loaders(config: TrainConfig, image_root: Path, labels, splits, preproce
     train_set = IsicDataset(image_root, labels, splits["train"], preprocessing, train=True, seed=config.seed)
     sampler = None
     if dist.enabled:
+        if config.sampling == Sampling.balanced:
+            raise ConfigError("--sampling balanced runs in one process; under torchrun use --class-weights")
         sampler = torch.utils.data.DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True,
                                                       seed=config.seed)
     per_rank = len(sampler) if sampler is not None else len(train_set)
+    draw = balanced_sampler(labels.targets[splits["train"]], config.seed) \
+        if config.sampling == Sampling.balanced else sampler
     train_loader = torch.utils.data.DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        train_set, batch_size=config.batch_size, shuffle=draw is None, sampler=draw,
         num_workers=config.workers, collate_fn=collate_skipping,
         generator=torch.Generator().manual_seed(config.seed),
         drop_last=per_rank % config.batch_size == 1)  # a last batch of one image cannot train batch norm
@@ -167,7 +197,11 @@ def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
     model = build_model(config.arch, len(CLASS_NAMES), config.dropout, config.pretrained)
     if config.init_weights:
         load_initial_weights(model, config.init_weights)
+    if config.freeze_stages:
+        model.freeze_stages(config.freeze_stages)
     manifest = make_manifest(model, config.image_size, config.trained_on, split_seed=config.seed,
+                             preprocessing=input_preprocessing(model, config.image_size),
+                             initial_weights=model.initial_weights,
                              extra={"train_config": asdict(config), "world_size": dist.world_size,
                                     "data": prepared.record(config.seed)})
     train_loader, val_loader, sampler = make_loaders(config, image_root, labels, splits, manifest.preprocessing,
@@ -175,8 +209,10 @@ def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
     weights = torch.from_numpy(class_weights(labels.targets[splits["train"]])).to(device) \
         if config.class_weights else None
     criterion = make_criterion(config, weights).to(device)
-    optimizer = make_optimizer(config, model.parameters())
-    scheduler = make_scheduler(config, optimizer, max(1, config.epochs * len(train_loader)))
+    optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
+    scheduler = make_scheduler(config, optimizer, max(1, config.epochs * len(train_loader)),
+                               round(config.warmup_epochs * len(train_loader)))
+    averaged = make_average(model, config.ema_decay)
     state = {"epoch": 0, "best": -1.0, "since_best": 0, "history": [], "skipped_corrupt": 0}
     if config.resume:
         state = {"since_best": 0, **resume_from(config.resume, model, optimizer, scheduler)}
@@ -191,9 +227,16 @@ def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
         if sampler is not None:
             sampler.set_epoch(epoch)
             entry["shards"] = shard_record(sampler, splits["train"], dist)
+        def after_step(step: int, loss: float) -> None:
+            if averaged is not None:
+                averaged.update_parameters(model)
+            if progress:
+                progress(epoch, step, len(train_loader), loss)
+
         losses = train_one_epoch(trained, train_loader, criterion, optimizer, scheduler, scaler, device, state,
-                                 lambda step, loss: progress and progress(epoch, step, len(train_loader), loss))
-        report = evaluate_sharded(model, val_loader, device, manifest.class_names, dist)
+                                 after_step)
+        evaluated = averaged.module if averaged is not None else model
+        report = evaluate_sharded(evaluated, val_loader, device, manifest.class_names, dist)
         entry.update({"train_loss": dist.mean(losses), "val_accuracy": report["accuracy"],
                       "val_balanced_accuracy": report["balanced_accuracy"]})
         state["history"].append(entry)
@@ -202,7 +245,8 @@ def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
         state["best"] = max(state["best"], report["balanced_accuracy"])
         state["since_best"] = 0 if improved else state["since_best"] + 1
         if dist.is_main:
-            write_epoch_checkpoints(out, model, manifest, entry, improved, optimizer, scheduler, state, config)
+            write_epoch_checkpoints(out, model, evaluated, manifest, entry, improved, optimizer, scheduler, state,
+                                    config)
         if config.early_stopping is not None and state["since_best"] >= config.early_stopping:
             stopped_early = True
             break
@@ -211,6 +255,24 @@ def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
     return {"history": state["history"], "best_val_balanced_accuracy": state["best"],
             "missing_images": len(missing), "skipped_corrupt": state["skipped_corrupt"], "out": str(out),
             "stopped_early": stopped_early, "rank": dist.rank, "world_size": dist.world_size}
+
+
+def make_average(model: nn.Module, decay: float | None):
+    """An exponential moving average of the weights and batch-norm statistics (evaluated and kept as best), or
+    None. On --resume it restarts from the resumed weights."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def input_preprocessing(model, image_size: int) -> Preprocessing:
+    """The input scaling the initial weights were measured to expect (packaged weights), else ImageNet's."""
+    measured = model.initial_weights
+    if "mean" in measured:
+        return Preprocessing(image_size=image_size, mean=tuple(measured["mean"]), std=tuple(measured["std"]))
+    return Preprocessing(image_size=image_size)
 
 
 def wrap_for_training(model: nn.Module, config: TrainConfig, dist: Distributed) -> nn.Module:
@@ -249,14 +311,16 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
     return losses
 
 
-def write_epoch_checkpoints(out: Path, model, manifest, entry: dict, improved: bool, optimizer, scheduler,
-                            state: dict, config: TrainConfig) -> None:
+def write_epoch_checkpoints(out: Path, model, evaluated, manifest, entry: dict, improved: bool, optimizer,
+                            scheduler, state: dict, config: TrainConfig) -> None:
+    """best and epoch_NNN hold the weights that were evaluated (the average, with --ema); last holds the
+    trained weights and the optimizer, to resume from."""
     metrics = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
     epoch_manifest = manifest.with_updates(metrics=metrics)
     if improved:
-        save_checkpoint(out / "best.safetensors", model, epoch_manifest)
+        save_checkpoint(out / "best.safetensors", evaluated, epoch_manifest)
     if config.save_every and entry["epoch"] % config.save_every == 0:
-        save_checkpoint(out / f"epoch_{entry['epoch']:03d}.safetensors", model, epoch_manifest)
+        save_checkpoint(out / f"epoch_{entry['epoch']:03d}.safetensors", evaluated, epoch_manifest)
     save_checkpoint(out / "last.safetensors", model, epoch_manifest, optimizer_tensors(optimizer),
                     train_state={**state, "optimizer": optimizer_meta(optimizer),
                                  "scheduler": scheduler.state_dict()})

@@ -336,12 +336,13 @@ def _bench_precision(model: Path, mc_samples: Optional[int], images: Optional[Pa
     from tempfile import TemporaryDirectory
 
     from runtime.bench import sample_files
+    from runtime.hardware import accelerates_bf16
     from runtime.precision import compare_precisions
 
     with console.status("timing each precision (whole explained predictions)"), TemporaryDirectory() as folder:
         report = guarded(lambda: compare_precisions(model, sample_files(images, Path(folder)), repeats, mc_samples))
     table = Table("bundle", "backend", "precision", "p50 ms", "x FP32", "fidelity", title=f"{model.name}: "
-                  f"precisions on this machine (CPU: {', '.join(report['cpu_flags']) or 'no BF16/INT8 units'})")
+                  f"precisions on this machine (CPU: {report['cpu_summary']})")
     for row in report["rows"]:
         verdict = ("reference" if row["precision"] == "fp32" else "meets the targets" if row["meets_targets"] else
                    "not measured" if not row["fidelity_measured"] else "misses: " + "; ".join(row["failed"]))
@@ -352,6 +353,9 @@ def _bench_precision(model: Path, mc_samples: Optional[int], images: Optional[Pa
     stdout.print(f"recommended here: {best['precision']} on {best['backend']} ({best['bundle']}, "
                  f"{best['p50_ms']:.1f} ms, {best['speedup_over_ort_fp32']:.2f}x FP32 on ONNX Runtime), the "
                  "fastest that met the fidelity targets", soft_wrap=True)
+    if any(row["backend"] == "openvino-bf16" for row in report["rows"]) and not accelerates_bf16():
+        stdout.print("the BF16 rows ran in FP32: this CPU lacks avx512_bf16 and amx_bf16, and OpenVINO computes "
+                     "FP32 in their place", soft_wrap=True)
     unmeasured = [row for row in report["rows"] if not row["fidelity_measured"]]
     if unmeasured:
         stdout.print(f"BF16 has no fidelity report yet: mnet-export quantize {model} --precision bf16 --eval DIR",
@@ -477,7 +481,8 @@ def doctor(
     checks = diagnose()
     if model is not None:
         from runtime.doctor import Check, gpu_name
-        from runtime.precision import advise, cpu_flags
+        from runtime.hardware import cpu_flags
+        from runtime.precision import advise
 
         checks.append(Check(f"precision of {model.name}", True, guarded(lambda: advise(model, cpu_flags(),
                                                                                        gpu_name()))))

@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from runtime.precision import cpu_flags, hardware_advice
+from runtime.hardware import cpu_flags, openvino_cpu_capabilities, precision_support
+from runtime.precision import hardware_advice
 
 PACKAGES = ("numpy", "opencv-python-headless", "pillow", "onnxruntime", "onnxruntime-gpu", "tensorrt",
             "cuda-python", "torch", "timm", "onnx", "tritonclient", "openvino")
@@ -85,6 +86,7 @@ def diagnose() -> list[Check]:
         Check("openvino", bool(devices), f"openvino {versions['openvino'] or 'missing'}, devices: "
               f"{', '.join(devices) or 'none'}", "pip install 'melanomanet-edge[openvino]' (Intel CPUs, GPUs and "
               "NPUs; BF16 on CPUs that have it: --backend openvino-bf16)"),
+        Check("CPU precisions", True, precision_support() + openvino_capabilities_note()),
         Check("precision", True, hardware_advice(cpu_flags(), gpu, bool(devices)) + "; measure it on your bundle: "
               "mnet bench --model model.onnx --precision"),
         serving_check(versions["tritonclient"]),
@@ -93,6 +95,11 @@ def diagnose() -> list[Check]:
               f"onnx {versions['onnx'] or 'missing'}",
               "pip install 'melanomanet-edge[train,export]' (not needed on the device)"),
     ]
+
+
+def openvino_capabilities_note() -> str:
+    capabilities = openvino_cpu_capabilities()
+    return "" if capabilities is None else f"; OpenVINO's CPU plugin accelerates: {', '.join(capabilities)}"
 
 
 def serving_check(client_version: str | None) -> Check:

@@ -92,6 +92,7 @@ class Manifest:
     concepts: dict = field(default_factory=dict)
     precision: str = "fp32"  # of the graph's weights and arithmetic: fp32, fp16 or int8 (QDQ)
     quantization: dict = field(default_factory=dict)  # how a reduced-precision bundle was made and its fidelity
+    initial_weights: dict = field(default_factory=dict)  # where training started: package/hub, file sha256; {} random
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self):

@@ -15,6 +15,7 @@ import numpy as np
 
 from runtime.backends import open_backend
 from runtime.errors import ConfigError
+from runtime.hardware import BF16_FLAGS, INT8_DOT_FLAGS, RELEVANT_FLAGS, cpu_flags, cpu_name, cpu_summary
 from runtime.manifest import read_sidecar, sidecar_path
 
 
@@ -32,15 +33,6 @@ class Candidate:
     @property
     def meets_targets(self) -> bool:
         return self.precision == "fp32" or bool(self.fidelity and self.fidelity.get("passed"))
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def bf16_report_path(bundle: Path) -> Path:
@@ -109,8 +101,8 @@ def compare_precisions(bundle: Path, images: list[Path], repeats: int = 20, mc_s
         row["speedup_over_ort_fp32"] = baseline / row["p50_ms"]
     eligible = [row for row in rows if row["meets_targets"]]
     best = min(eligible, key=lambda row: row["p50_ms"])
-    return {"bundle": str(bundle), "rows": rows, "recommended": best, "cpu_flags": sorted(
-        cpu_flags() & {"avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimddp", "bf16"})}
+    return {"bundle": str(bundle), "rows": rows, "recommended": best, "cpu": cpu_name(),
+            "cpu_flags": sorted(cpu_flags() & set(RELEVANT_FLAGS)), "cpu_summary": cpu_summary()}
 
 
 def hardware_advice(flags: set[str], gpu: str | None, openvino: bool) -> str:
@@ -118,10 +110,10 @@ def hardware_advice(flags: set[str], gpu: str | None, openvino: bool) -> str:
     if gpu:
         return (f"{gpu}: FP16 TensorRT engines (mnet-export trt --fp16), or INT8 from a QDQ bundle made with "
                 "--target tensorrt where its fidelity holds")
-    if flags & {"avx512_bf16", "amx_bf16"}:
+    if flags & BF16_FLAGS:
         hint = "BF16 (--backend openvino-bf16)" if openvino else "BF16 with the `openvino` extra installed"
         return f"this CPU computes BF16 natively: {hint}; INT8 where its fidelity holds"
-    if flags & {"avx512_vnni", "avx_vnni", "asimddp"}:
+    if flags & INT8_DOT_FLAGS:
         return "this CPU has INT8 dot products (VNNI/dotprod): INT8 bundles where their fidelity holds"
     return "FP32: this CPU has no BF16 or INT8 dot-product instructions"
 
@@ -137,7 +129,7 @@ def advise(bundle: Path, flags: set[str], gpu: str | None) -> str:
         "no reduced precision measured yet (mnet-export quantize)"
     if gpu:
         choice = "an FP16 TensorRT engine (mnet-export trt --fp16)"
-    elif flags & {"avx512_bf16", "amx_bf16"} and any(c.backend == "openvino-bf16" for c in passed):
+    elif flags & BF16_FLAGS and any(c.backend == "openvino-bf16" for c in passed):
         choice = "BF16 on OpenVINO (--backend openvino-bf16)"
     elif any(c.precision == "int8" for c in passed):
         choice = next(c.label for c in passed if c.precision == "int8")

@@ -12,6 +12,15 @@ SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
 REAL_GROUND_TRUTH = SHARED_DATA / "isic2019" / "ISIC_2019_Training_GroundTruth.csv"
 
 
+def pytest_report_header(config):
+    """Every run names the CPU it ran on and the flags that decide which precisions are native."""
+    from runtime.hardware import cpu_summary, openvino_cpu_capabilities
+
+    capabilities = openvino_cpu_capabilities()
+    return [f"cpu: {cpu_summary()}"] + ([f"openvino cpu capabilities: {', '.join(capabilities)}"]
+                                        if capabilities is not None else [])
+
+
 def pytest_collection_modifyitems(items):
     """A test that needs the trained model (trained, exported, or both) is slow, whether or not it says so."""
     for item in items:

@@ -21,6 +21,7 @@ from export.stages.quantize import QuantizeSpec, layer_groups
 from melanomanet.calibration import calibration_figures
 from runtime.backends import open_backend
 from runtime.errors import ConfigError, ManifestError
+from runtime.hardware import accelerates_bf16, accelerates_int8, cpu_name, openvino_cpu_capabilities
 from runtime.onnxmeta import read_metadata
 from runtime.predictor import Predictor
 from tests.conftest import SAMPLES
@@ -168,7 +169,25 @@ def test_openvino_runs_the_bundle_as_onnx_runtime_does(backend):
         assert np.corrcoef(got.heatmap.ravel(), expected.heatmap.ravel())[0, 1] > 0.99
     report = ours.predict(SAMPLES / "ISIC_0034376.jpg").to_dict()
     assert report["model"]["backend"] == backend
-    assert report["model"]["precision"] == ("bf16" if backend == "openvino-bf16" else "fp32")
+    # BF16 is computed only where the CPU has it (OpenVINO says which); elsewhere FP32, recorded as such.
+    native_bf16 = "BF16" in openvino_cpu_capabilities()
+    assert native_bf16 == accelerates_bf16(), "OpenVINO and /proc/cpuinfo disagree on this CPU's BF16"
+    asked_bf16 = backend == "openvino-bf16"
+    assert report["model"]["precision"] == ("bf16" if asked_bf16 and native_bf16 else "fp32")
+
+
+@needs_openvino
+def test_doctor_says_which_precisions_this_cpu_accelerates():
+    from runtime.cli import app
+
+    doctor = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "300"})
+    assert cpu_name() in doctor.output and "CPU precisions" in doctor.output
+    if accelerates_bf16():
+        assert "BF16 native" in doctor.output and "BF16" in openvino_cpu_capabilities()
+    else:
+        assert "BF16 not accelerated" in doctor.output and "BF16" not in openvino_cpu_capabilities()
+    said_int8 = "INT8 dot products" in doctor.output
+    assert said_int8 == accelerates_int8()
 
 
 @needs_openvino
