@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.batch import failure_message, prepare_output, recorded_output
+from runtime.batch import RESERVED_STEMS, OutputFolder, failure_message, prepare_output, recorded_output
 from runtime.errors import Interrupted
-from runtime.imageio import Found, collect_images, load_image, output_names, write_atomic
+from runtime.imageio import Found, collect_images, load_image, open_no_follow, output_names, write_atomic
 from runtime.manifest import sha256_file
 
 SUMMARY_FIELDS = ("input", "status", "asymmetry_points", "border_cutoff_segments", "colour_count", "colours",
@@ -41,11 +41,16 @@ def analyze_batch(inputs: list, out: Path, mm_per_px: float | None = None, force
     from runtime.abcde.segmenter import segmenter_files
 
     out = Path(out)
-    prepare_output(out, {"model_sha256": "+".join(segmenter_files().values()), "model": ANALYSIS_VERSION,
-                         "options": {"mm_per_px": mm_per_px}}, force)
-    found, skipped = collected or collect_images(inputs, out)
+    with OutputFolder(out):
+        prepare_output(out, {"model_sha256": "+".join(segmenter_files().values()), "model": ANALYSIS_VERSION,
+                             "options": {"mm_per_px": mm_per_px}}, force)
+        found, skipped = collected or collect_images(inputs, out)
+        return _measure_all(found, skipped, out, mm_per_px, force, progress)
+
+
+def _measure_all(found, skipped, out: Path, mm_per_px, force, progress) -> list[Done]:
     done: list[Done] = []
-    with open(out / "summary.csv", "w", newline="") as handle:
+    with open_no_follow(out / "summary.csv") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
 
@@ -57,7 +62,7 @@ def analyze_batch(inputs: list, out: Path, mm_per_px: float | None = None, force
         for path, reason in skipped:
             status, _, message = reason.partition(": ")
             record(Done(str(path), status), {"input": str(path), "status": status, "reasons": message})
-        names = output_names(found)
+        names = output_names(found, RESERVED_STEMS)
         try:
             for entry, stem in zip(found, names):
                 outcome, row = measure_one(entry.path, out, stem, mm_per_px, force)

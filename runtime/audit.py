@@ -98,6 +98,7 @@ class AuditLog:
         self.max_bytes = max_bytes
         if max_bytes is not None and max_bytes < 4096:
             raise ConfigError(f"--audit-max-mb: a log file needs at least 4 KB, got {max_bytes} bytes")
+        refuse_non_log(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.lock_path.touch(exist_ok=True)
@@ -123,6 +124,14 @@ class AuditLog:
     @property
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
+
+    def supersede(self, moved: dict[str, str]) -> dict:
+        """Record that earlier report files (paths relative to the log) were moved aside, not erased, by a
+        forced rerun: `verify` then checks their records against the files where they now are."""
+        with self._locked():
+            self._recover_torn_tail()
+            return self._append({"kind": "supersede", "moved": moved, "operator": self.identity.operator,
+                                 "device_id": self.identity.device_id})
 
     def record(self, entry: dict) -> dict:
         """Append one prediction record (`entry`: what runtime.audit.prediction_entry makes); returns it."""
@@ -182,7 +191,8 @@ class AuditLog:
                                                  "problem": first.problem}})
 
     def _recover_torn_tail(self) -> None:
-        """A final line without its newline is a record a kill cut short: move it to `<log>.torn` and note it."""
+        """A final line without its newline is a record a kill cut short: move it to `<log>.torn` and note it.
+        A whole record that lacks only its newline (its hash and link hold) is kept and given the newline."""
         size = self.path.stat().st_size
         if size == 0:
             return
@@ -193,6 +203,11 @@ class AuditLog:
             start = _line_start(handle, size)
             handle.seek(start)
             torn = handle.read()
+            if _completes_chain(torn, self.path, start):
+                handle.write(b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                return
             handle.truncate(start)
             handle.flush()
             os.fsync(handle.fileno())
@@ -200,6 +215,59 @@ class AuditLog:
             kept.write(torn + b"\n")
         self._append({"kind": "note", "note": f"a record cut short by an interrupted writer ({len(torn)} bytes) "
                                               f"was moved to {self.path.name}.torn"})
+
+
+def refuse_non_log(path: Path) -> None:
+    """Before anything is changed: the log may be new or empty, else its first line must be an audit record;
+    neither it nor its lock may be a symbolic link (a link planted in an output folder is not followed)."""
+    for candidate in (path, path.with_name(path.name + ".lock")):
+        if candidate.is_symlink():
+            raise ConfigError(f"--audit {candidate}: is a symbolic link; give the log's own path (links are not "
+                              "followed, so that a planted link cannot redirect the log)")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as handle:
+        first = handle.readline(1 << 20)
+    try:
+        schema = json.loads(first).get("schema")
+    except (ValueError, AttributeError):
+        schema = None
+    if schema != LOG_SCHEMA:
+        raise ConfigError(f"--audit {path}: is not an audit log (its first line is not an {LOG_SCHEMA} record); "
+                          "nothing was changed. Give a new or empty file, or an existing audit log")
+
+
+def _completes_chain(line: bytes, path: Path, start: int) -> bool:
+    """Whether `line`, the last bytes of `path` from `start`, is a whole record that follows the one before."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(record, dict) or record.get("hash") != record_hash(record):
+        return False
+    with open(path, "rb") as handle:
+        before = None
+        if start > 0:
+            begin = _line_start(handle, start - 1)
+            handle.seek(begin)
+            before = json.loads(handle.read(start - 1 - begin))
+    return _record_problem(record, before, before is None) is None
+
+
+def logged_reports(path: Path) -> set[str]:
+    """The report sha256s the log at `path` (and its rotated files beside it) holds a record for."""
+    found = set()
+    for file in [*path.parent.glob(f"{path.stem}.*{path.suffix}"), path]:
+        if not file.is_file():
+            continue
+        for line in read_lines(file):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("report_sha256"):
+                found.add(record["report_sha256"])
+    return found
 
 
 class _FileLock:
@@ -254,6 +322,7 @@ def verify_file(path: Path, previous: dict | None = None, check_reports: bool = 
     lines = read_lines(path)
     if lines and lines[-1] != b"":
         breaks.append(Break(path.name, len(lines), "the file ends inside a record (truncated)"))
+    moved_later = _supersessions(lines) if check_reports else []
     before = previous
     for number, line in enumerate(lines[:-1], 1):
         try:
@@ -266,14 +335,71 @@ def verify_file(path: Path, previous: dict | None = None, check_reports: bool = 
         if problem:
             breaks.append(Break(path.name, number, problem))
         if check_reports and record.get("report_file"):
-            report = path.parent / record["report_file"]
+            where = report_location(record, moved_later)
+            report = path.parent / where
             if not report.is_file():
-                breaks.append(Break(path.name, number, f"its report {record['report_file']} is missing"))
+                breaks.append(Break(path.name, number, f"its report {where} is missing"))
             elif sha256_bytes(report.read_bytes()) != record.get("report_sha256"):
-                breaks.append(Break(path.name, number, f"its report {record['report_file']} was changed after "
-                                                       "it was logged"))
+                breaks.append(Break(path.name, number, f"its report {where} was changed after it was logged"))
         before = record
     return breaks
+
+
+def _supersessions(lines: list[bytes]) -> list[tuple[int, dict]]:
+    """(seq, moved) of each supersede record: where a forced rerun moved earlier report files."""
+    found = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("kind") == "supersede" and isinstance(record.get("moved"), dict):
+            found.append((record.get("seq", -1), record["moved"]))
+    return found
+
+
+def report_location(record: dict, supersessions: list[tuple[int, dict]]) -> str:
+    """Where a record's report is now (relative to the log): moved by the first supersession after it, if any."""
+    for seq, moved in supersessions:
+        if seq > record.get("seq", -1) and record["report_file"] in moved:
+            return moved[record["report_file"]]
+    return record["report_file"]
+
+
+def unlogged_reports(paths: list[Path]) -> list[Break]:
+    """Report files (mnet.report JSON) in the folders the log's reports live in, or beside the log, that no
+    record names: delivered without their record."""
+    named: set[Path] = set()
+    folders: set[Path] = set()
+    for path in paths:
+        if not path.is_file():
+            continue
+        lines = read_lines(path)
+        moves = _supersessions(lines)
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("report_file"):
+                named.add((path.parent / report_location(record, moves)).resolve())
+                folders.add((path.parent / record["report_file"]).resolve().parent)
+        folders.add(path.parent.resolve())
+    breaks = []
+    for folder in sorted(folders):
+        for report in sorted(folder.glob("*.json")):
+            if report.resolve() not in named and _is_report(report):
+                breaks.append(Break(report.name, 0, f"report {report.name} in {folder} has no audit record "
+                                                    "(unlogged)"))
+    return breaks
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read(1 << 24)).get("schema", "").startswith("mnet.report/")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _record_problem(record: dict, before: dict | None, first: bool) -> str | None:
@@ -318,7 +444,7 @@ def verify(paths: list[Path], check_reports: bool = True) -> list[Break]:
                                                       "the one it names (records removed from its end?)"))
                     previous = None
         breaks += verify_file(path, previous, check_reports)
-    return breaks
+    return breaks + (unlogged_reports(paths) if check_reports else [])
 
 
 def prediction_entry(report_bytes: bytes, manifest, options: dict, report_file: str | None = None,

@@ -1,17 +1,23 @@
 """`mnet run` over many files: one report and panel per image, a summary CSV, nothing lost on bad input.
 
 Each image's files appear together (heatmap and panel first, the JSON report last, each written atomically), so
-a report JSON means a complete set. `summary.csv` gains a row, flushed, as each image finishes: a killed run
-leaves every finished row. `run.json` records the model and options; rerunning the same command skips the
-images whose reports are complete and whose input is unchanged (its sha256 is in the report). Nothing about an
-image is kept in memory once its files are written.
+a report JSON means a complete set; the report is staged under a hidden name and made visible only after its
+audit record is in the log, so every report on disk has its record, whatever stops the run. `summary.csv` gains a
+row, flushed, as each image finishes: a killed run leaves every finished row. `run.json` records the model and
+options; rerunning the same command skips the images whose reports are complete, logged and made from the same
+input (its sha256 is in the report). One run at a time owns the folder (a lock); --force moves the earlier files
+to `superseded/` instead of erasing them. Nothing about an image is kept in memory once its files are written.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import signal
+import threading
+import time
 import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from runtime.audit import AuditLog, prediction_entry
+from runtime.audit import AuditLog, logged_reports, prediction_entry, sha256_bytes
 from runtime.errors import ConfigError, Interrupted, MnetError
-from runtime.imageio import Found, collect_images, output_names, write_atomic
+from runtime.imageio import Found, collect_images, open_no_follow, output_names, write_atomic
 from runtime.manifest import sha256_file
 from runtime.options import ImageOptions
 from runtime.render import Rendered, render_outputs
@@ -33,6 +39,12 @@ SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", 
                   "report", "error")
 RUN_FILE = "run.json"
 ERRORS_LOG = "errors.log"
+LOCK_FILE = ".mnet-run.lock"
+PENDING = ".pending"
+SUPERSEDED = "superseded"
+OUTPUT_SUFFIXES = (".json", ".png", ".gradcampp.png")
+# Stems an input may not take: the batch's own files (run.json, tcav.json, summary.csv, audit.jsonl, errors.log).
+RESERVED_STEMS = frozenset({"run", "tcav", "summary", "audit", "errors", SUPERSEDED})
 
 
 @dataclass
@@ -54,7 +66,8 @@ class BatchSummary:
 
 
 def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256: str | None = None) -> dict:
-    """Heatmap and panel, then the report JSON last: a JSON on disk means a complete set of outputs."""
+    """Heatmap and panel, then the report JSON last, staged under a hidden name (`pending_path`): the report
+    becomes visible only when `deliver` has logged it. A visible report JSON means a complete, logged set."""
     rendered = result if isinstance(result, Rendered) else render_outputs(result)
     heatmap_name = f"{stem}.gradcampp.png"
     write_atomic(out / heatmap_name, rendered.heatmap_png)
@@ -63,8 +76,12 @@ def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256:
               "input": dict(rendered.report["input"])}
     if input_sha256 is not None:
         report["input"]["sha256"] = input_sha256
-    write_atomic(out / f"{stem}.json", report_file_bytes(report))
+    write_atomic(pending_path(out, stem), report_file_bytes(report))
     return report
+
+
+def pending_path(out: Path, stem: str) -> Path:
+    return out / f".{stem}.json{PENDING}"
 
 
 def report_file_bytes(report: dict) -> bytes:
@@ -72,19 +89,51 @@ def report_file_bytes(report: dict) -> bytes:
     return json.dumps(report, indent=2).encode()
 
 
-def prepare_output(out: Path, run: dict, force: bool) -> None:
-    """A writable folder; stale temporary files of a killed run removed; a folder holding another run's
-    reports (another model or other options) refused unless `force`."""
+class OutputFolder:
+    """One run's hold on its output folder: an exclusive lock for the run's whole length (a second run into the
+    same folder is refused at once), the stale files of a killed run cleared, another run's reports refused
+    unless forced, and the reports staged by a killed run delivered where their record was written."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.handle = None
+
+    def __enter__(self) -> "OutputFolder":
+        check_writable(self.out)
+        lock = self.out / LOCK_FILE
+        if lock.is_symlink():
+            raise ConfigError(f"-o {self.out}: {LOCK_FILE} is a symbolic link; remove it and rerun")
+        self.handle = open(lock, "ab")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise ConfigError(f"-o {self.out}: another run is writing there now; wait for it to finish, or give "
+                              "another folder") from None
+        return self
+
+    def __exit__(self, *raised) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def check_writable(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out}: is a file; give a folder for the reports")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".mnet-write-probe"
+        probe.unlink(missing_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
         raise ConfigError(f"-o {out}: cannot write there ({error.strerror}); choose a folder you can write to") \
             from None
+
+
+def prepare_output(out: Path, run: dict, force: bool) -> None:
+    """Stale temporary files of a killed run removed; a folder holding another run's reports (another model
+    or other options) refused unless `force`."""
     for stale in out.glob(".*.tmp"):
         stale.unlink(missing_ok=True)
     recorded = _recorded_run(out)
@@ -93,7 +142,7 @@ def prepare_output(out: Path, run: dict, force: bool) -> None:
                          if run["options"].get(k) != recorded.get("options", {}).get(k))
         what = "model" if recorded.get("model_sha256") != run["model_sha256"] else ", ".join(changed) or "run record"
         raise ConfigError(f"-o {out}: holds the reports of another run (different {what}); use another folder, "
-                          "or --force to redo every image there")
+                          "or --force to redo every image there (the earlier reports move to superseded/)")
     write_atomic(out / RUN_FILE, json.dumps(run, indent=2).encode())
 
 
@@ -106,6 +155,38 @@ def _recorded_run(out: Path) -> dict | None:
         return {}
 
 
+def recover_pending(out: Path, audit: AuditLog | None) -> None:
+    """Reports a killed run staged: delivered where their record made it into the log (or no log is kept),
+    dropped otherwise, so that their image is redone and logged."""
+    logged = logged_reports(audit.path) if audit is not None else None
+    for pending in out.glob(f".*.json{PENDING}"):
+        final = out / pending.name[1:-len(PENDING)]
+        if logged is None or sha256_file(pending) in logged:
+            os.replace(pending, final)
+        else:
+            pending.unlink()
+
+
+def supersede(out: Path, stems: list[str], audit: AuditLog | None) -> None:
+    """--force: the earlier files of the images about to be redone move to `superseded/<UTC time>/`, and the
+    log records where (their records stay checkable)."""
+    earlier = [out / f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES
+               if (out / f"{stem}{suffix}").is_file()]
+    if not earlier:
+        return
+    folder = out / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = next(folder.with_name(f"{folder.name}-{n}") if n else folder for n in range(1000)
+                  if not (folder.with_name(f"{folder.name}-{n}") if n else folder).exists())
+    folder.mkdir(parents=True)
+    moved = {}
+    for path in earlier:
+        os.replace(path, folder / path.name)
+        if audit is not None and path.suffix == ".json":
+            moved[os.path.relpath(path, audit.path.parent)] = os.path.relpath(folder / path.name, audit.path.parent)
+    if audit is not None and moved:
+        audit.supersede(moved)
+
+
 def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, progress=None,
               collected: tuple[list[Found], list] | None = None, options: dict | None = None,
               force: bool = False, workers: int = 1,
@@ -113,16 +194,30 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
     """`collected`: the result of `collect_images(inputs, out)` when the caller already has it. `options`: what
     else changes the reports (recorded in run.json with the model). `workers` > 1 overlaps the stages of
     different images (`pipelined`); the outputs are the same as one at a time. `open_audit` opens the audit log
-    once the output folder is checked, before the first image (a log that cannot be written stops the run)."""
+    once the output folder is checked, before the first image (a log that cannot be written stops the run).
+
+    Each report is staged, then logged, then made visible (`deliver`), in order, in every mode: a report on
+    disk always has its record, on Ctrl-C and after a kill."""
     out = Path(out)
     run = {"model_sha256": predictor.model_info["sha256"], "model": predictor.model_info["file"],
            "options": {"cam_class": cam_class, **(options or {})}}
-    prepare_output(out, run, force)
-    audit = open_audit() if open_audit is not None else None
-    found, skipped = collected or collect_images(inputs, out)
+    with OutputFolder(out):
+        prepare_output(out, run, force)
+        audit = open_audit() if open_audit is not None else None
+        recover_pending(out, audit)
+        found, skipped = collected or collect_images(inputs, out)
+        jobs = [Job(entry.path, stem) for entry, stem in zip(found, output_names(found, RESERVED_STEMS))]
+        if force:
+            supersede(out, [job.stem for job in jobs], audit)
+        logged = logged_reports(audit.path) if audit is not None else None
+        return _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, workers, audit, logged)
+
+
+def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, workers, audit, logged):
     requested = predictor.class_index(cam_class) if cam_class else None
     summary = BatchSummary()
-    with open(out / "summary.csv", "w", newline="") as handle:
+    delivered = Delivery(predictor, audit, cam_class)
+    with open_no_follow(out / "summary.csv") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
 
@@ -131,35 +226,71 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
             writer.writerow(outcome.row)
             handle.flush()
 
+        def conclude(job: Job) -> None:
+            if job.concluded:
+                return
+            delivered(job)
+            record(job.outcome)
+            job.concluded = True
+            summary.resumed += job.resumed
+            if job.concepts:
+                summary.concepts.append(job.concepts)
+
         for path, reason in skipped:
             status, _, message = reason.partition(": ")
             record(Outcome(str(path), status, _row(path, status, error=message)))
-        jobs = [Job(entry.path, stem) for entry, stem in zip(found, output_names(found))]
-        stream = pipelined(predictor, jobs, out, requested, force, workers) if workers > 1 else \
-            (_finish(predictor, _infer(predictor, _start(predictor, job, out, force), requested), requested)
+        stream = pipelined(predictor, jobs, out, requested, force, workers, logged) if workers > 1 else \
+            (_finish(predictor, _infer(predictor, _start(predictor, job, out, force, logged), requested), requested)
              for job in jobs)
-        if audit is not None:
-            stream = _logged(stream, predictor, audit, cam_class)
-        recorded = 0
+        concluded = 0
         try:
             for job in stream:
-                record(job.outcome)
-                recorded += 1
-                summary.resumed += job.resumed
-                if job.concepts:
-                    summary.concepts.append(job.concepts)
+                conclude(job)
+                concluded += 1
                 if progress is not None:
                     progress(job.path)
         except KeyboardInterrupt:
+            _ignore_further_interrupts()
             stream.close()  # lets the images in flight finish writing
-            for job in jobs[recorded:]:
-                report = _finished(out, job.stem, job.digest)
-                if report is not None:
-                    record(_done(job, report).outcome)
+            for job in jobs[concluded:]:
+                job.interrupted = True
+                if job.outcome is not None and job.outcome.status == "ok":
+                    conclude(job)
             done = sum(outcome.status == "ok" for outcome in summary.outcomes)
             raise Interrupted(f"interrupted after {done} of {len(jobs)} images (their reports and summary.csv rows "
                               f"are in {out}); rerun the same command to resume") from None
     return summary
+
+
+def _ignore_further_interrupts() -> None:
+    """A second Ctrl-C while the images in flight are delivered would cut a delivery short."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Delivery:
+    """Makes a staged report visible after its audit record is written (each image explained in this run, not
+    those resumed). Idempotent: a report whose record is already in the log is not logged again."""
+
+    def __init__(self, predictor, audit: AuditLog | None, cam_class: str | None):
+        self.predictor = predictor
+        self.audit = audit
+        self.options = predictor.audit_options(ImageOptions(cam_class)) if audit is not None else None
+
+    def __call__(self, job: Job) -> None:
+        if job.outcome.status != "ok" or job.resumed or job.delivered:
+            return
+        pending = pending_path(job.out, job.stem)
+        if self.audit is not None:
+            data = pending.read_bytes()
+            already = job.interrupted and sha256_bytes(data) in logged_reports(self.audit.path)
+            if not already:
+                self.audit.record(prediction_entry(
+                    data, self.predictor.manifest, self.options,
+                    report_file=os.path.relpath(job.out / f"{job.stem}.json", self.audit.path.parent),
+                    input_sha256=job.digest, input_name=str(job.path) if self.audit.identity.log_names else None))
+        os.replace(pending, job.out / f"{job.stem}.json")
+        job.delivered = True
 
 
 @dataclass
@@ -176,24 +307,13 @@ class Job:
     outcome: Outcome | None = None
     concepts: dict | None = None
     resumed: bool = False
+    delivered: bool = False
+    concluded: bool = False
+    interrupted: bool = False  # delivered after Ctrl-C: its record may already be in the log
 
 
-def _logged(stream, predictor, audit: AuditLog, cam_class: str | None):
-    """Each image explained in this run (not those resumed) gets its audit record once its files are written."""
-    try:
-        for job in stream:
-            if job.outcome.status == "ok" and not job.resumed:
-                report_path = job.out / job.outcome.row["report"]
-                audit.record(prediction_entry(
-                    report_path.read_bytes(), predictor.manifest, predictor.audit_options(ImageOptions(cam_class)),
-                    report_file=os.path.relpath(report_path, audit.path.parent), input_sha256=job.digest,
-                    input_name=str(job.path) if audit.identity.log_names else None))
-            yield job
-    finally:
-        stream.close()
-
-
-def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, force: bool, workers: int):
+def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, force: bool, workers: int,
+              logged: set[str] | None = None):
     """Decode and preprocess the next images and explain and write the previous ones on `workers` threads while
     the backend runs the current one; at most 2 x workers images are in flight, and jobs come back in order."""
     depth = 2 * workers
@@ -202,14 +322,14 @@ def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, forc
         finishing: deque[Future] = deque()
         pending = iter(jobs)
         for job in pending:
-            started.append(pool.submit(_start, predictor, job, out, force))
+            started.append(pool.submit(_start, predictor, job, out, force, logged))
             if len(started) >= depth:
                 break
         while started:
             job = _infer(predictor, started.popleft().result(), requested)
             following = next(pending, None)
             if following is not None:
-                started.append(pool.submit(_start, predictor, following, out, force))
+                started.append(pool.submit(_start, predictor, following, out, force, logged))
             finishing.append(pool.submit(_finish, predictor, job, requested))
             while finishing and (len(finishing) > depth or finishing[0].done()):
                 yield finishing.popleft().result()
@@ -217,12 +337,13 @@ def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, forc
             yield finishing.popleft().result()
 
 
-def _start(predictor, job: Job, out: Path, force: bool) -> Job:
-    """Hash the input; take its finished report when there is one, else decode and preprocess it."""
+def _start(predictor, job: Job, out: Path, force: bool, logged: set[str] | None = None) -> Job:
+    """Hash the input; take its finished report when there is one (and, where a log is kept, it has its record),
+    else decode and preprocess it."""
     job.out = out
     try:
         job.digest = sha256_file(job.path) if job.path.is_file() else None
-        report = None if force else _finished(out, job.stem, job.digest)
+        report = None if force else _finished(out, job.stem, job.digest, logged)
         if report is not None:
             job.resumed = True
             return _done(job, report)
@@ -271,7 +392,7 @@ def failure_message(error: Exception, out: Path, path: Path) -> str:
     """What a summary row says of an image that failed; an unexpected error's traceback goes to ERRORS_LOG."""
     if isinstance(error, (MnetError, OSError)):
         return str(error)
-    with open(out / ERRORS_LOG, "a") as log:
+    with open_no_follow(out / ERRORS_LOG, "a") as log:
         log.write(f"{path}\n{''.join(traceback.format_exception(error))}\n")
     return f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
 
@@ -286,10 +407,13 @@ def recorded_output(path: Path, digest: str | None) -> dict | None:
         return None
 
 
-def _finished(out: Path, stem: str, digest: str | None) -> dict | None:
-    """The report of an image already done with this very input, when all its files are there."""
+def _finished(out: Path, stem: str, digest: str | None, logged: set[str] | None = None) -> dict | None:
+    """The report of an image already done with this very input, when all its files are there and, where a
+    log is kept (`logged`: the report hashes it holds), its record is in the log; else the image is redone."""
     report = recorded_output(out / f"{stem}.json", digest)
     if report is None:
+        return None
+    if logged is not None and sha256_file(out / f"{stem}.json") not in logged:
         return None
     complete = (out / f"{stem}.png").exists() and (out / f"{stem}.gradcampp.png").exists()
     return report if complete and report.get("input", {}).get("sha256") == digest else None

@@ -113,8 +113,9 @@ def run(
                            workers or os.cpu_count() or 1, open_log)
     if predictor.concepts is not None:
         from runtime.concepts import tcav_scores
+        from runtime.imageio import write_atomic
 
-        (out / "tcav.json").write_text(json.dumps(tcav_scores(summary.concepts), indent=2))
+        write_atomic(out / "tcav.json", json.dumps(tcav_scores(summary.concepts), indent=2).encode())
     if summary.failed:
         raise typer.Exit(1)
 

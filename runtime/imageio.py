@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.errors import ImageError
+from runtime.errors import ConfigError, ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Lesion masks kept beside the images by data sets and by this project (mnet synth-clinical's truth/, HAM10000's
@@ -223,9 +223,23 @@ def _skip_reason(entry: Path) -> str | None:
     return None
 
 
-def output_names(found: list[Found]) -> list[str]:
+def open_no_follow(path: str | Path, mode: str = "w"):
+    """A text file opened for writing ('w') or appending ('a') that refuses to write through a symbolic link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(f"{path}: is a symbolic link; the run does not write through links in its output "
+                              "folder: remove the link and rerun") from None
+        raise
+    return os.fdopen(descriptor, mode, newline="")
+
+
+def output_names(found: list[Found], reserved: frozenset[str] = frozenset()) -> list[str]:
     """A distinct, file-system-safe name per input: its path relative to its input root without the extension,
-    lengthened by parent folders (then the extension) only where two inputs would share a name."""
+    lengthened by parent folders (then the extension) only where two inputs would share a name or an input
+    would take one of the `reserved` names (the batch's own files)."""
     parts = [list(entry.path.relative_to(entry.root).parts) if entry.path.is_relative_to(entry.root)
              else [entry.path.name] for entry in found]
     absolute = [entry.path.absolute().parts for entry in found]
@@ -240,7 +254,7 @@ def output_names(found: list[Found]) -> list[str]:
     for _ in range(64):
         names = [name(i) for i in range(len(found))]
         counts = Counter(names)
-        clashes = [i for i, n in enumerate(names) if counts[n] > 1]
+        clashes = [i for i, n in enumerate(names) if counts[n] > 1 or n in reserved]
         if not clashes:
             return names
         for index in clashes:
@@ -251,11 +265,22 @@ def output_names(found: list[Found]) -> list[str]:
     return [f"{n}-{i}" for i, n in enumerate(names)]
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~current_umask()  # what open() would give a new file: the umask honoured
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, then rename: never a half-written file."""
+    """Write via a temporary file in the same folder, then rename: never a half-written file. The rename
+    replaces a link planted at `path` instead of writing through it; the file gets the umask's mode."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, FILE_MODE)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
