@@ -321,6 +321,53 @@ def triton(
                   f"{out}{flags} (see {out}/README.md)", soft_wrap=True)
 
 
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option("-o", "--out", help="The private key file to write (KEY.pem, mode 0600); "
+                                      "the public key goes beside it as KEY.pub.pem.")],
+):
+    """Make an Ed25519 key pair for signing bundles (keep the private key off the devices; give them the .pub.pem
+    through --trusted-keys)."""
+    from runtime.signing import generate_key_pair
+
+    private, public, identifier = guarded(lambda: generate_key_pair(out))
+    console.print(f"wrote {private} (private: keep it secret) and {public} (public: give it to the devices); key id "
+                  f"{identifier}", soft_wrap=True)
+
+
+@app.command()
+def sign(
+    artifacts: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="BUNDLES", help="Bundles (model.onnx: its sidecar is signed) or model records (.json) to sign.")
+                         ] = None,
+    key: Annotated[Path, typer.Option(help="The Ed25519 private key (from mnet-export keygen).")] = ...,
+    abcd: Annotated[bool, typer.Option(help="Also sign the ABCD analysis's installed model files (each "
+                                       "segmenter's record and the rules).")] = False,
+):
+    """Sign what a device loads with your private key: a bundle's sidecar (its sha256 and manifest) and, with
+    --abcd, the ABCD segmenters' records and rules; writes <record>.sig beside each. The runtime checks them
+    against --trusted-keys."""
+    from runtime.abcde.segmenter import model_records
+    from runtime.manifest import read_sidecar, sidecar_path
+    from runtime.signing import load_private_key, sign_record
+
+    if not artifacts and not abcd:
+        fail(ConfigError("give the bundles to sign (model.onnx), --abcd, or both"))
+    private = guarded(lambda: load_private_key(key))
+    records = []
+    for artifact in artifacts or []:
+        if not artifact.is_file():
+            fail(ConfigError(f"{artifact}: not found; give a bundle (model.onnx with its sidecar) or a .json record"))
+        if artifact.suffix == ".json":
+            records.append(artifact)
+        else:
+            guarded(lambda: read_sidecar(artifact))  # sign only a bundle that still matches its sidecar
+            records.append(sidecar_path(artifact))
+    records += model_records() if abcd else []
+    for record in records:
+        console.print(f"signed {record} -> {sign_record(record, private).name}", soft_wrap=True)
+
+
 def main() -> None:
     """The `mnet-export` entry point."""
     from runtime.console import run_app

@@ -459,7 +459,7 @@ def prediction_entry(report_bytes: bytes, manifest, options: dict, report_file: 
     entry = {
         "input_sha256": input_sha256, "bundle_sha256": model["sha256"], "bundle_file": model["file"],
         "source_sha256": model["source_sha256"], "manifest_schema": manifest.schema,
-        "backend": model["backend"], "precision": model["precision"],
+        "backend": model["backend"], "precision": model["precision"], "bundle_signed_by": model.get("signed_by"),
         "mc_samples": uncertainty["mc_samples"], "seed": uncertainty["seed"], "options": options,
         "outputs": {
             "probabilities": report["prediction"]["probabilities"], "predicted": report["prediction"]["label"],

@@ -24,6 +24,7 @@ from runtime.console import (
     LogNamesOpt,
     MmOpt,
     OperatorOpt,
+    TrustedKeysOpt,
     console,
     fail,
     guarded,
@@ -71,6 +72,7 @@ def run(
     log_names: LogNamesOpt = False,
     audit_new: AuditNewOpt = False,
     audit_max_mb: AuditMaxMbOpt = None,
+    trusted_keys: TrustedKeysOpt = None,
 ):
     """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
     Rerunning into the same folder skips the images already done."""
@@ -80,7 +82,8 @@ def run(
                       "--no-verify": not verify, "--workers": workers is not None,
                       "--audit (the server keeps the log: mnet serve --audit)": audit is not None,
                       "--operator": operator is not None, "--device-id": device_id is not None,
-                      "--log-names": log_names, "--audit-new": audit_new, "--audit-max-mb": audit_max_mb is not None}
+                      "--log-names": log_names, "--audit-new": audit_new, "--audit-max-mb": audit_max_mb is not None,
+                      "--trusted-keys (mnet serve --trusted-keys)": trusted_keys is not None}
         given = [name for name, used in local_only.items() if used]
         if given:
             fail(ConfigError(f"{', '.join(given)}: set on the server (mnet serve), not with --server"))
@@ -91,7 +94,8 @@ def run(
 
     try:
         predictor = Predictor(model, backend=backend.value, mc_samples=mc_samples, seed=seed, threads=threads,
-                              abcde=abcde, mm_per_px=mm_per_px, verify=verify, lesion_at=lesion_at)
+                              abcde=abcde, mm_per_px=mm_per_px, verify=verify, lesion_at=lesion_at,
+                              trusted_keys=trusted_keys)
         if class_name:
             predictor.class_index(class_name)
     except MnetError as error:
@@ -422,6 +426,7 @@ def serve(
     log_names: LogNamesOpt = False,
     audit_new: AuditNewOpt = False,
     audit_max_mb: AuditMaxMbOpt = None,
+    trusted_keys: TrustedKeysOpt = None,
 ):
     """Serve a bundle on NVIDIA Triton (HTTP, gRPC, Prometheus metrics) as the model `melanomanet`: a request
     sends the encoded image, the answer is the report JSON, the probabilities and the heatmap PNG. Ctrl-C or
@@ -445,18 +450,36 @@ def serve(
                          "has no OpenVINO; serve with --backend ort-cpu, or run OpenVINO in-process (mnet run, "
                          "Predictor)"))
     try:
+        keys = trusted_key_source(model, trusted_keys)
         cores = os.cpu_count() or 1
         instances = instances or cores
         options = ServingOptions(max_batch, max_queue_delay_us, instances, backend.value,
                                  threads or max(1, cores // instances), max_pixels=max_pixels,
                                  audit=str(audit.resolve()) if audit else None, operator=operator,
                                  device_id=device_id, log_names=log_names,
-                                 audit_max_bytes=int(audit_max_mb * 1e6) if audit_max_mb else None)
+                                 audit_max_bytes=int(audit_max_mb * 1e6) if audit_max_mb else None,
+                                 trusted_keys=keys)
         code = run_server(model, endpoints, options, serving_env, announce=ready, audit_new=audit_new)
     except MnetError as error:
         fail(error)
     console.print(f"tritonserver stopped (exit code {code})")
     raise typer.Exit(code)
+
+
+def trusted_key_source(model: Path, given: Optional[Path]) -> Optional[str]:
+    """Where the server's instances read their trusted keys, once the bundle and the ABCD files were checked
+    against them here (a refusal before Triton starts)."""
+    from runtime.abcde.segmenter import model_records
+    from runtime.manifest import sidecar_path
+    from runtime.signing import TRUSTED_KEYS_ENV, TrustedKeys
+
+    keys = TrustedKeys.from_option(given)
+    if keys is None:
+        return None
+    keys.check(sidecar_path(model), str(model))
+    for record in model_records():
+        keys.check(record, f"the ABCD model file {record.name}")
+    return str(Path(given or os.environ[TRUSTED_KEYS_ENV]).resolve())
 
 
 def doctor(

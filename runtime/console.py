@@ -191,6 +191,9 @@ MmOpt = Annotated[Optional[float], typer.Option(callback=positive, help="Millime
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this JSON file.")]
 OperatorOpt = Annotated[Optional[str], typer.Option(help="Who runs the predictions (an operator id, not a patient's "
                                                     "name), recorded in the audit log.")]
+TrustedKeysOpt = Annotated[Optional[Path], typer.Option(
+    help="Public keys (a .pub.pem file or a folder of them; default: $MNET_TRUSTED_KEYS): refuse a bundle, ABCD "
+         "segmenter or rules file not signed by one of them (mnet-export keygen / sign; docs/robustness.md).")]
 DeviceIdOpt = Annotated[Optional[str], typer.Option(help="Which device or workstation, recorded in the audit log.")]
 LogNamesOpt = Annotated[bool, typer.Option(help="Also record each input's file name in the audit log (off: only its "
                                            "sha256; names can identify a patient).")]

@@ -185,13 +185,14 @@ def write_sidecar(artifact: str | Path, manifest: Manifest, **facts) -> Path:
     return path
 
 
-def read_sidecar(artifact: str | Path) -> tuple[Manifest, dict]:
-    """Read and hash-check the sidecar of an artifact; return its manifest and build facts."""
+def read_sidecar(artifact: str | Path, data: bytes | None = None) -> tuple[Manifest, dict]:
+    """Read and hash-check the sidecar of an artifact (`data`: its bytes, when already read); return its
+    manifest and build facts."""
     path = sidecar_path(artifact)
     if not path.exists():
         raise ManifestError(f"{artifact}: no sidecar {path.name} beside it; rebuild the artifact with mnet-export")
     facts = json.loads(path.read_text())
-    actual = sha256_file(artifact)
+    actual = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(artifact)
     if facts.get("sha256") != actual:
         raise ManifestError(
             f"{artifact}: its sha256 {actual} does not match the sidecar's {facts.get('sha256')}: the file changed "

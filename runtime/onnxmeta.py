@@ -4,6 +4,7 @@ neither the `onnx` package nor a session is needed."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,10 +14,11 @@ METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProt
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The model's metadata_props as a dict; a file that is not an ONNX protobuf is an error naming it."""
+def read_metadata(path: str | Path, data: bytes | None = None) -> dict[str, str]:
+    """The model's metadata_props as a dict (`data`: the file's bytes, when already read); a file that is not an
+    ONNX protobuf is an error naming it."""
     entries: dict[str, str] = {}
-    with open(path, "rb") as handle:
+    with (io.BytesIO(data) if data is not None else open(path, "rb")) as handle:
         size = handle.seek(0, 2)
         handle.seek(0)
         while handle.tell() < size:
@@ -85,3 +87,47 @@ def _varint_at(payload: bytes, position: int, path) -> tuple[int, int]:
 def _not_onnx(path) -> ManifestError:
     return ManifestError(f"{path}: not an ONNX model (its protobuf fields do not parse); export one with "
                          "`mnet-export onnx`")
+
+
+# Where tensors sit in an ONNX protobuf: message -> {field number: the message type it holds}.
+TENSOR_FIELDS = {
+    "model": {7: "graph"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 10: "tensor", 6: "graph", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION, EXTERNAL = 13, 14, 1
+
+
+def external_tensors(data: bytes, path) -> int:
+    """How many tensors of the model (initializers, constants, subgraphs') keep their values outside the file
+    (ONNX external data): bytes a bundle's sha256 does not cover."""
+    return _count_external(memoryview(data), "model", path)
+
+
+def _count_external(payload: memoryview, kind: str, path) -> int:
+    found = 0
+    position = 0
+    children = TENSOR_FIELDS.get(kind, {})
+    while position < len(payload):
+        tag, position = _varint_at(payload, position, path)
+        field, wire = tag >> 3, tag & 7
+        if wire == VARINT:
+            value, position = _varint_at(payload, position, path)
+            if kind == "tensor" and field == TENSOR_DATA_LOCATION and value == EXTERNAL:
+                found += 1
+        elif wire in (FIXED64, FIXED32):
+            position += 8 if wire == FIXED64 else 4
+        elif wire == LENGTH_DELIMITED:
+            length, position = _varint_at(payload, position, path)
+            if position + length > len(payload):
+                raise _not_onnx(path)
+            if kind == "tensor" and field == TENSOR_EXTERNAL_DATA:
+                found += 1
+            elif field in children:
+                found += _count_external(payload[position:position + length], children[field], path)
+            position += length
+        else:
+            raise _not_onnx(path)
+    return found

@@ -30,12 +30,13 @@ from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
 from runtime.imageio import MAX_PIXELS, as_rgb_array, decode_image, read_image
-from runtime.manifest import find_class, sha256_file
+from runtime.manifest import find_class, sha256_file, sidecar_path
 from runtime.options import ImageOptions, check_sampling
 from runtime.preprocess import preprocess
 from runtime.referral import review
 from runtime.report import report_json
 from runtime.result import Result
+from runtime.signing import TrustedKeys
 from runtime.uncertainty import draw_mc_mask, mc_uncertainty, softmax
 
 SERVED_LIMIT_FIX = ("Downscale it (a lesion needs a few megapixels at most), or start the server with a higher "
@@ -61,14 +62,26 @@ class Predictor:
     def __init__(self, model_path: str | Path, backend: str | Backend = "ort-cpu", mc_samples: int | None = None,
                  seed: int = 0, threads: int = 0, abcde: bool = True, mm_per_px: float | None = None,
                  lesion_at: tuple[float, float] | None = None,
-                 verify: bool = True, max_pixels: int = MAX_PIXELS, audit: AuditLog | str | Path | None = None):
+                 verify: bool = True, max_pixels: int = MAX_PIXELS, audit: AuditLog | str | Path | None = None,
+                 trusted_keys: TrustedKeys | str | Path | None = None):
         """`backend`: a name from `runtime.backends.BACKENDS`, or a backend already open on `model_path`.
         `verify=False` runs an ONNX bundle without checking it against its sidecar; the report records it.
-        `audit`: a hash-chained log (runtime.audit) that gets one record per prediction (a path opens one)."""
+        `audit`: a hash-chained log (runtime.audit) that gets one record per prediction (a path opens one).
+        `trusted_keys` (default: $MNET_TRUSTED_KEYS): public keys one of which must have signed the bundle and,
+        with `abcde`, the ABCD segmenters and rules (runtime.signing); unsigned or wrongly signed ones are refused."""
         self.path = Path(model_path)
+        trusted = trusted_keys if isinstance(trusted_keys, TrustedKeys) else TrustedKeys.from_option(trusted_keys)
         if isinstance(backend, Backend):
             check_graph(backend)  # as open_backend checks every backend it opens
-        self.backend = backend if isinstance(backend, Backend) else open_backend(model_path, backend, threads, verify)
+            if trusted is not None:  # opened elsewhere (Triton's ONNX model): its sidecar's signature still holds
+                backend.signed_by = trusted.check(sidecar_path(model_path), str(model_path))
+        self.backend = backend if isinstance(backend, Backend) else open_backend(model_path, backend, threads, verify,
+                                                                                 trusted)
+        if trusted is not None and abcde:
+            from runtime.abcde.segmenter import model_records
+
+            for record in model_records():
+                trusted.check(record, f"the ABCD model file {record.name}")
         self.manifest = self.backend.manifest
         self.mc_samples = self.manifest.mc_samples if mc_samples is None else mc_samples
         check_sampling(self.mc_samples, seed)
@@ -87,6 +100,7 @@ class Predictor:
                            "trained_on": self.manifest.trained_on, "source_sha256": self.manifest.source_sha256,
                            "input_size": self.manifest.preprocessing.image_size,
                            "verified_against_sidecar": verify or isinstance(backend, Backend),
+                           "signed_by": self.backend.signed_by,
                            "model_card": self.manifest.model_card}
         # ABCD runs beside the network here; one thread per core, so that callers running `predict` from several
         # threads at once do not queue their ABCD behind one another (threads start only when needed).

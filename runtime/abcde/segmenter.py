@@ -41,6 +41,14 @@ def using_model(model: Path, kind: str = "clinical") -> Iterator[None]:
         ACTIVE_MODELS.reset(token)
 
 
+def model_records() -> list[Path]:
+    """The records that name the ABCD analysis's model bytes (each segmenter's, holding its ONNX file's sha256,
+    and the rules), as signed by `mnet-export sign --abcd`."""
+    from runtime.abcde.rules import RULES_FILE
+
+    return [*(model.with_suffix(".json") for model in ACTIVE_MODELS.get().values()), RULES_FILE]
+
+
 def segmenter_files() -> dict[str, str]:
     """The sha256 of each segmenter in use, by kind (what a batch records to know its outputs' origin)."""
     return {kind: segmenter_sha256(model) for kind, model in ACTIVE_MODELS.get().items()}

@@ -28,6 +28,7 @@ class Backend(ABC):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     sha256: str | None = None  # the artifact's, when it was checked against its sidecar at load
+    signed_by: str | None = None  # the trusted key that signed its sidecar, when signatures were required
     precision: str = "fp32"  # the arithmetic it runs: the graph's precision, or BF16 chosen at run time
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -20,7 +20,8 @@ ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 
 class OnnxRuntimeBackend(Backend):
-    def __init__(self, path: str | Path, backend: str = "ort-cpu", threads: int = 0):
+    def __init__(self, path: str | Path, backend: str = "ort-cpu", threads: int = 0, data: bytes | None = None):
+        """`data`: the model's bytes, already read (and checked) by the caller; the file is not read again."""
         import onnxruntime as ort
 
         self.path = str(path)
@@ -42,7 +43,7 @@ class OnnxRuntimeBackend(Backend):
         # take the cores from the decoding, ABCD and drawing around the network (about 3 ms per image here).
         options.add_session_config_entry("session.force_spinning_stop", "1")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=wanted)
+            self.session = ort.InferenceSession(data if data is not None else str(path), options, providers=wanted)
         except Exception as error:
             raise BackendError(f"{path}: ONNX Runtime cannot load it as an ONNX model "
                                f"({str(error).splitlines()[0][:200]}); export one with `mnet-export onnx`") from error

@@ -32,7 +32,8 @@ def import_openvino():
 
 
 class OpenVinoBackend(Backend):
-    def __init__(self, path: str | Path, backend: str = "openvino", threads: int = 0):
+    def __init__(self, path: str | Path, backend: str = "openvino", threads: int = 0, data: bytes | None = None):
+        """`data`: the model's bytes, already read (and checked) by the caller; the file is not read again."""
         if backend not in OPENVINO_BACKENDS:
             raise BackendError(f"unknown OpenVINO backend {backend!r}; choose one of {', '.join(OPENVINO_BACKENDS)}")
         if not Path(path).is_file():
@@ -44,7 +45,7 @@ class OpenVinoBackend(Backend):
         if device not in core.available_devices:
             raise ToolMissing(f"--backend {backend} needs an OpenVINO {device} device; this machine has "
                               f"{', '.join(core.available_devices) or 'none'}: use --backend openvino (CPU)")
-        metadata = read_metadata(path)
+        metadata = read_metadata(path, data)
         if MANIFEST_KEY not in metadata:
             raise BackendError(f"{path}: an ONNX model without a MelanomaNet manifest (exported by another tool?); "
                                "export it with `mnet-export onnx CHECKPOINT`")
@@ -55,7 +56,8 @@ class OpenVinoBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
-            self.compiled = core.compile_model(core.read_model(self.path), device, config)
+            model = core.read_model(data, b"") if data is not None else core.read_model(self.path)
+            self.compiled = core.compile_model(model, device, config)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with multi-line reports
             raise BackendError(f"{path}: OpenVINO cannot compile it for {device} "
                                f"({str(error).strip().splitlines()[0][:200]})") from error

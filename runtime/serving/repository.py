@@ -30,6 +30,7 @@ from runtime.serving.protocol import (
     PROBABILITIES_OUTPUT,
     REPORT_OUTPUT,
 )
+from runtime.signing import signature_path
 
 MODEL_FILE = Path(__file__).with_name("triton_model.py")
 ENGINE_CACHE = "/tmp/melanomanet_trt_cache"
@@ -50,6 +51,7 @@ class ServingOptions:
     device_id: str | None = None
     log_names: bool = False
     audit_max_bytes: int | None = None  # rotate the audit log past this size
+    trusted_keys: str | None = None  # public keys one of which must have signed the bundle (runtime.signing)
 
     def __post_init__(self):
         for name in ("max_batch", "instances", "max_pixels"):
@@ -71,8 +73,10 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
     python_version.mkdir(parents=True)
     shutil.copy(MODEL_FILE, python_version / "model.py")
     place = os.symlink if link else shutil.copy
+    signature = signature_path(sidecar_path(bundle))
+    signed = [signature] if signature.is_file() else []
     if standalone:
-        for file in (bundle, sidecar_path(bundle)):
+        for file in (bundle, sidecar_path(bundle), *signed):
             place(file.resolve(), python_version / file.name)
         parameters = {"mode": "standalone", "bundle": bundle.name, "backend": options.backend,
                       "threads": str(options.threads)}
@@ -81,6 +85,8 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
         onnx_version.mkdir(parents=True)
         place(bundle.resolve(), onnx_version / "model.onnx")
         place(sidecar_path(bundle).resolve(), onnx_version / "model.onnx.json")
+        for file in signed:
+            place(file.resolve(), onnx_version / "model.onnx.json.sig")
         (out / ONNX_MODEL_NAME / "config.pbtxt").write_text(onnx_config(manifest, options))
         parameters = {"mode": "bls", "onnx_model": ONNX_MODEL_NAME,
                       "bundle": f"../../{ONNX_MODEL_NAME}/1/model.onnx"}
@@ -89,6 +95,8 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
                        "demo_weights": "true" if manifest.is_demo else "false"})
     if options.sys_path:
         parameters["sys_path"] = os.pathsep.join(options.sys_path)
+    if options.trusted_keys:
+        parameters["trusted_keys"] = options.trusted_keys
     if options.audit:
         parameters.update({"audit": options.audit, "operator": options.operator or "",
                            "device_id": options.device_id or "", "log_names": str(options.log_names).lower(),

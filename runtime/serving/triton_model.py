@@ -43,10 +43,11 @@ class TritonPythonModel:
             from runtime.serving.bls import TritonBlsBackend
 
             self.predictor = Predictor(bundle, backend=TritonBlsBackend(bundle, parameters["onnx_model"], pb_utils),
-                                       max_pixels=limit, audit=audit)
+                                       max_pixels=limit, audit=audit, trusted_keys=parameters.get("trusted_keys"))
         else:
             self.predictor = Predictor(bundle, backend=parameters.get("backend", "ort-cpu"),
-                                       threads=int(parameters.get("threads", "0")), max_pixels=limit, audit=audit)
+                                       threads=int(parameters.get("threads", "0")), max_pixels=limit, audit=audit,
+                                       trusted_keys=parameters.get("trusted_keys"))
 
     def execute(self, requests):
         from runtime.serving.protocol import IMAGE_INPUT, answer, is_client_error
