@@ -5,7 +5,7 @@ the GradCAM++ map of the same class, its alignment with the lesion, and the conc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,11 +27,16 @@ class EvalImage:
     set: str
 
 
+CALIB_HELD_OUT_SHARE = 0.3  # of --calib set aside for fidelity when no --eval is given and no split applies
+
+
 def held_out_images(sources: list[Path], manifest: Manifest, limit: int | None = None,
-                    seed: int = 0) -> list[EvalImage]:
+                    seed: int = 0, calibration_source: bool = False) -> list[EvalImage]:
     """Images the bundle never trained on, from each source: the validation split of the data it was trained on
     (recognised by its layout and recorded split seed), every labelled image of another labelled set, or every
-    image of a plain folder. `limit` draws at most that many per source, seeded."""
+    image of a plain folder. `calibration_source`: the one source is also --calib; outside the validation split of
+    the training data, a seeded 30 % of it is set aside (and never calibrated on). `limit` draws at most that many
+    per source, seeded."""
     from melanomanet.data.layouts import prepare_data
     from runtime.imageio import collect_images
 
@@ -51,6 +56,12 @@ def held_out_images(sources: list[Path], manifest: Manifest, limit: int | None =
             name = f"{source.name} ({'validation split' if same_data else 'all'})"
             items = [EvalImage(prepared.image_root[prepared.labels.images[i]], int(prepared.labels.targets[i]), name)
                      for i in indices]
+            if same_data:
+                calibration_source = False  # the training split is calibrated on, the validation split measured
+        if calibration_source:
+            keep = np.random.default_rng(seed).permutation(len(items))[:max(1, round(CALIB_HELD_OUT_SHARE * len(items)))]
+            items = [replace(items[i], set=f"{source.name} ({CALIB_HELD_OUT_SHARE:.0%} set aside from --calib)")
+                     for i in np.sort(keep)]
         if limit is not None and len(items) > limit:
             keep = np.sort(np.random.default_rng(seed).choice(len(items), limit, replace=False))
             items = [items[i] for i in keep]
@@ -60,9 +71,12 @@ def held_out_images(sources: list[Path], manifest: Manifest, limit: int | None =
     return found
 
 
-def calibration_images(data: Path, manifest: Manifest, count: int, tune: int, seed: int = 0):
+def calibration_images(data: Path, manifest: Manifest, count: int, tune: int, seed: int = 0,
+                       held_out: list[EvalImage] = (), set_aside: bool = False):
     """`count` calibration and `tune` tuning images (preprocessed as the bundle does), drawn from the training
-    split of a labelled set the bundle was trained on, or from a plain folder; the sha256 of their names."""
+    split of a labelled set the bundle was trained on, or from a plain folder; the sha256 of their names.
+    `held_out`: the images fidelity is measured on: left out first where they were `set_aside` from this very
+    folder, and in any case refused where the calibration images overlap them (a copy too)."""
     import hashlib
 
     from export.stages.quantize import Calibration
@@ -78,15 +92,32 @@ def calibration_images(data: Path, manifest: Manifest, count: int, tune: int, se
         files = [prepared.image_root[prepared.labels.images[i]] for i in prepared.splits["train"]]
     except MnetError:  # not a labelled layout: a plain folder of images
         files = [f.path for f in collect_images([data])[0]]
+    if set_aside:
+        measured = {Path(image.path).resolve() for image in held_out}
+        files = [f for f in files if Path(f).resolve() not in measured]
     if not files:
         raise ConfigError(f"{data}: no calibration images; give a folder of a few hundred real dermoscopic images")
     order = np.random.default_rng(seed).permutation(len(files))
     chosen = [files[i] for i in order[:count]]
     tuning = [files[i] for i in order[count:count + tune]] or chosen
+    refuse_overlap([*chosen, *tuning], held_out)
     spec = manifest.preprocessing
     digest = hashlib.sha256("\n".join(sorted(p.name for p in chosen)).encode()).hexdigest()
     return Calibration([preprocess(load_image(f), spec)[None] for f in chosen],
                        [preprocess(load_image(f), spec)[None] for f in tuning], digest)
+
+
+def refuse_overlap(calibration: list[Path], held_out: list[EvalImage]) -> None:
+    """Fidelity measured on images the quantizer calibrated or tuned on grades its own homework: refused, also
+    where a held-out file is a copy (same bytes) of a calibration one."""
+    from runtime.manifest import sha256_file
+
+    seen = {sha256_file(path): path for path in calibration}
+    shared = [image.path for image in held_out if sha256_file(image.path) in seen]
+    if shared:
+        raise ConfigError(f"{len(shared)} of the {len(held_out)} images fidelity would be measured on are also "
+                          f"calibration images (e.g. {Path(shared[0]).name}); give --eval images the quantizer does "
+                          "not calibrate on (or leave out --eval: part of --calib is then set aside)")
 
 
 @dataclass

@@ -50,7 +50,7 @@ def quantize_bundle(bundle: Path, spec: QuantizeSpec | None, out: Path, calib: P
     if not sources:
         raise ConfigError("give held-out real images to measure fidelity on: --eval DIR (a data folder the bundle "
                           "was trained on gives its validation split)")
-    images = held_out_images(sources, manifest, eval_limit)
+    images = held_out_images(sources, manifest, eval_limit, calibration_source=not evals and spec is not None)
     log(f"fidelity images: {len(images)} ({', '.join(sorted({i.set for i in images}))})")
     report = fidelity_report_path(out)
     if spec is None:
@@ -59,7 +59,8 @@ def quantize_bundle(bundle: Path, spec: QuantizeSpec | None, out: Path, calib: P
         raise ConfigError(f"--precision {spec.precision} needs --calib DIR: real images to calibrate on (a data "
                           "folder the bundle was trained on gives its training split)")
     if spec.precision == "int8":
-        calibration = calibration_images(calib, manifest, spec.calib_images, TUNING_IMAGES)
+        calibration = calibration_images(calib, manifest, spec.calib_images, TUNING_IMAGES, held_out=images,
+                                         set_aside=not evals)
         log(f"calibrating on {len(calibration.calibrate)} images, tuning on {len(calibration.tune)}")
         model, record = to_int8(bundle, calibration, spec, targets, log)
         record["calibration"] = {"images": len(calibration.calibrate), "sha256": calibration.sha256,

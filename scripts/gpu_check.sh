@@ -89,7 +89,7 @@ if python3 -c "import tensorrt" 2>/dev/null; then
     # On the workstation the INT8 bundle is made on real images and refused below the fidelity targets; here the
     # five samples only give TensorRT its Q/DQ graph to build (the fidelity written beside it says nothing).
     timeout 300 python3 -m export.cli quantize "$work/ham10000_b0.onnx" --precision int8 --target tensorrt \
-        --calib assets/samples --eval assets/samples --method minmax --accept-fidelity -o "$work/int8.onnx"
+        --calib assets/samples --method minmax --accept-fidelity -o "$work/int8.onnx"
     for precision in fp16 int8; do
         source_bundle=$([ "$precision" = int8 ] && echo "$work/int8.onnx" || echo "$work/ham10000_b0.onnx")
         timeout 600 python3 -m export.cli trt "$source_bundle" "--$precision" -o "$work/$precision.engine" \

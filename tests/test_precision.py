@@ -110,16 +110,16 @@ def test_fidelity_figures_agree_with_the_predictor_run_directly(fp16):
 @pytest.mark.slow
 def test_int8_for_tensorrt_passes_its_check_and_int8_for_ort_does_not(tmp_path):
     spec = QuantizeSpec("int8", target="tensorrt", methods=("minmax",), calib_images=5, sensitivity=False)
-    made = quantize_bundle(BUNDLE, spec, tmp_path / "trt.onnx", SAMPLES, [SAMPLES], targets=LENIENT,
+    made = quantize_bundle(BUNDLE, spec, tmp_path / "trt.onnx", SAMPLES, [], targets=LENIENT,
                            log=lambda line: None)
     manifest = open_backend(made.bundle).manifest
-    assert manifest.precision == "int8" and manifest.quantization["calibration"]["images"] == 5
+    assert manifest.precision == "int8" and manifest.quantization["calibration"]["images"] == 3  # 2 set aside
     assert check_tensorrt(made.bundle).passed
     report = check_tensorrt(made.bundle)
     assert report.op_counts["QuantizeLinear"] > 50 and report.op_counts["DequantizeLinear"] > 50
     asymmetric = quantize_bundle(BUNDLE, QuantizeSpec("int8", methods=("minmax",), calib_images=5,
                                                       sensitivity=False),
-                                 tmp_path / "ort.onnx", SAMPLES, [SAMPLES], targets=LENIENT, log=lambda line: None)
+                                 tmp_path / "ort.onnx", SAMPLES, [], targets=LENIENT, log=lambda line: None)
     problems = check_tensorrt(asymmetric.bundle).problems
     assert problems and all("symmetric" in p or "INT8 only" in p for p in problems)
     assert Predictor(asymmetric.bundle).predict(SAMPLES / "ISIC_0034376.jpg").to_dict()["model"]["precision"] == \
@@ -131,13 +131,31 @@ def test_a_bundle_below_the_targets_is_refused_and_says_which_figure(tmp_path):
     impossible = FidelityTargets(top1_agreement=1.01)
     spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, sensitivity=False)
     with pytest.raises(FidelityMissed, match=r"top-1 agreement .* < 1.01.*--accept-fidelity"):
-        quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [SAMPLES], targets=impossible,
+        quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [], targets=impossible,
                         log=lambda line: None)
     assert not (tmp_path / "int8.onnx").exists()
     assert json.loads((tmp_path / "int8.onnx.fidelity.json").read_text())["quantization"]["fidelity"]["failed"]
-    accepted = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [SAMPLES], targets=impossible,
+    accepted = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [], targets=impossible,
                                accept=True, log=lambda line: None)
     assert accepted.bundle.exists() and not open_backend(accepted.bundle).manifest.quantization["fidelity"]["passed"]
+
+
+@pytest.mark.slow
+def test_fidelity_is_never_measured_on_images_the_quantizer_calibrated_on(tmp_path):
+    import shutil
+
+    spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, sensitivity=False)
+    with pytest.raises(ConfigError, match="also calibration images"):
+        quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [SAMPLES], targets=LENIENT)
+    copies = tmp_path / "copies"
+    shutil.copytree(SAMPLES, copies)
+    with pytest.raises(ConfigError, match="also calibration images"):
+        quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [copies], targets=LENIENT)
+    made = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [], targets=LENIENT,
+                           log=lambda line: None)
+    figures = made.record["fidelity"]
+    assert figures["images"] == 2 and list(figures["sets"]) == ["samples (30% set aside from --calib)"]
+    assert made.record["calibration"]["images"] == 3
 
 
 @pytest.mark.slow
@@ -194,7 +212,7 @@ def test_doctor_says_which_precisions_this_cpu_accelerates():
 @pytest.mark.slow
 def test_openvino_reads_int8_bundles_and_refuses_a_foreign_model(tmp_path):
     spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, sensitivity=False)
-    made = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [SAMPLES], targets=LENIENT,
+    made = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [], targets=LENIENT,
                            log=lambda line: None)
     reference, ours = Predictor(made.bundle), Predictor(made.bundle, backend="openvino")
     got, expected = ours.predict(SAMPLES / "ISIC_0034376.jpg"), reference.predict(SAMPLES / "ISIC_0034376.jpg")
@@ -221,7 +239,7 @@ def test_bench_precision_times_each_sibling_and_recommends_only_what_met_the_tar
     quantize_bundle(fp32, QuantizeSpec("fp16"), tmp_path / "model.fp16.onnx", SAMPLES, [SAMPLES],
                     log=lambda line: None)
     missed = QuantizeSpec("int8", methods=("minmax",), calib_images=5, sensitivity=False)
-    quantize_bundle(fp32, missed, tmp_path / "model.int8.onnx", SAMPLES, [SAMPLES],
+    quantize_bundle(fp32, missed, tmp_path / "model.int8.onnx", SAMPLES, [],
                     targets=FidelityTargets(top1_agreement=1.01), accept=True, log=lambda line: None)
     found = {(c.bundle.name, c.backend): c for c in candidates(fp32)}
     assert found[("model.fp16.onnx", "ort-cpu")].meets_targets
