@@ -14,6 +14,8 @@ def check_mm_per_px(value: float | None, option: str = "--mm-per-px") -> float |
     if value is None:
         return None
     try:
+        if isinstance(value, bool):  # true is not 1.0 mm per pixel
+            raise TypeError
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan

@@ -99,6 +99,7 @@ def test_requests_are_checked_and_answered_apart(predictor):
 
 
 @pytest.mark.parametrize("parameters, message", [({"mm_per_px": "-1"}, "not a positive number"),
+                                                 ({"mm_per_px": True}, "True is not a positive number"),
                                                  ({"lesion_at": "left"}, "is not X,Y"),
                                                  ({"panel": "maybe"}, "is not true or false")])
 def test_bad_parameters_say_what_is_wrong(parameters, message):
