@@ -59,7 +59,8 @@ def held_out_images(sources: list[Path], manifest: Manifest, limit: int | None =
             if same_data:
                 calibration_source = False  # the training split is calibrated on, the validation split measured
         if calibration_source:
-            keep = np.random.default_rng(seed).permutation(len(items))[:max(1, round(CALIB_HELD_OUT_SHARE * len(items)))]
+            aside = max(1, round(CALIB_HELD_OUT_SHARE * len(items)))
+            keep = np.random.default_rng(seed).permutation(len(items))[:aside]
             items = [replace(items[i], set=f"{source.name} ({CALIB_HELD_OUT_SHARE:.0%} set aside from --calib)")
                      for i in np.sort(keep)]
         if limit is not None and len(items) > limit:
@@ -81,8 +82,7 @@ def calibration_images(data: Path, manifest: Manifest, count: int, tune: int, se
 
     from export.stages.quantize import Calibration
     from melanomanet.data.layouts import prepare_data
-    from runtime.imageio import collect_images, load_image
-    from runtime.preprocess import preprocess
+    from runtime.imageio import collect_images
 
     data = Path(data)
     if not data.exists():
@@ -101,10 +101,8 @@ def calibration_images(data: Path, manifest: Manifest, count: int, tune: int, se
     chosen = [files[i] for i in order[:count]]
     tuning = [files[i] for i in order[count:count + tune]] or chosen
     refuse_overlap([*chosen, *tuning], held_out)
-    spec = manifest.preprocessing
     digest = hashlib.sha256("\n".join(sorted(p.name for p in chosen)).encode()).hexdigest()
-    return Calibration([preprocess(load_image(f), spec)[None] for f in chosen],
-                       [preprocess(load_image(f), spec)[None] for f in tuning], digest)
+    return Calibration(list(chosen), list(tuning), manifest.preprocessing, digest)
 
 
 def refuse_overlap(calibration: list[Path], held_out: list[EvalImage]) -> None:

@@ -14,7 +14,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -23,9 +23,10 @@ from export.stages.bundle import save_bundle
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
 from runtime.contract import EMBEDDING, IMAGE, LOGITS, MC_MASK
 from runtime.errors import ConfigError
-from runtime.manifest import Manifest
+from runtime.manifest import Manifest, Preprocessing
 
 METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_STRIDE = 1  # images whose activations are held at once during calibration (ranges merged after each)
 # Where the INT8 graph will run. TensorRT takes only symmetric quantization (zero points 0), so activations are
 # quantized symmetrically for it; ONNX Runtime and OpenVINO take asymmetric activation ranges, which fit SiLU's.
 TARGETS = ("ort", "openvino", "tensorrt")
@@ -56,11 +57,20 @@ class QuantizeSpec:
 
 @dataclass
 class Calibration:
-    """Preprocessed images: `calibrate` sets the ranges, `tune` measures each trial (never the fidelity images)."""
+    """Image files, decoded and preprocessed only as they are read (never all held at once): `calibrate` sets the
+    ranges, `tune` measures each trial (never the fidelity images)."""
 
-    calibrate: list[np.ndarray]
-    tune: list[np.ndarray]
+    calibrate: list[Path]
+    tune: list[Path]
+    preprocessing: Preprocessing
     sha256: str
+
+    def tensors(self, files: list[Path]) -> Iterator[np.ndarray]:
+        from runtime.imageio import load_image
+        from runtime.preprocess import preprocess
+
+        for file in files:
+            yield preprocess(load_image(file), self.preprocessing)[None]
 
 
 def layer_groups(model) -> dict[str, list[str]]:
@@ -120,7 +130,7 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    reference = _logits(str(bundle), calibration.tune)
+    reference = _logits(str(bundle), calibration.tensors(calibration.tune))
     with tempfile.TemporaryDirectory(prefix="mnet-quantize-") as work:
         prepared = Path(work) / "prepared.onnx"
         with _quiet():
@@ -135,7 +145,8 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
             candidate = Path(work) / "trial.onnx"
             _quantize(prepared, candidate, calibration, features, method, spec.target, excluded,
                       Path(work) / f"{method}.json")
-            agreement = float(np.mean(_logits(str(candidate), calibration.tune).argmax(1) == reference.argmax(1)))
+            tuned = _logits(str(candidate), calibration.tensors(calibration.tune))
+            agreement = float(np.mean(tuned.argmax(1) == reference.argmax(1)))
             trials.append({"method": method, "fp32_groups": list(kept), "tuning_top1_agreement": agreement})
             log(f"  {method:<10} FP32 kept: {', '.join(kept) or 'none':<40} tuning top-1 agreement {agreement:.3f}")
             return agreement
@@ -175,8 +186,17 @@ def _quantize(prepared: Path, out: Path, calibration: Calibration, features: int
     )
 
     class Reader(CalibrationDataReader):
+        """Streams the calibration images CALIBRATION_STRIDE at a time: ONNX Runtime merges each stride's ranges
+        (or histograms) and drops its activations, so memory stays flat in the number of images."""
+
         def __init__(self):
-            self.images = iter(calibration.calibrate)
+            self.set_range(0, len(self))
+
+        def __len__(self):
+            return len(calibration.calibrate)
+
+        def set_range(self, start_index: int, end_index: int):
+            self.images = calibration.tensors(calibration.calibrate[start_index:end_index])
 
         def get_next(self):
             image = next(self.images, None)
@@ -190,7 +210,8 @@ def _quantize(prepared: Path, out: Path, calibration: Calibration, features: int
                         calibrate_method=methods[method], op_types_to_quantize=QUANTIZED_OPS,
                         nodes_to_exclude=excluded, calibration_cache_path=str(cache),
                         extra_options={"ActivationSymmetric": target == "tensorrt",
-                                       "QuantizeBias": target != "tensorrt"})  # TensorRT: INT8 Q/DQ only
+                                       "QuantizeBias": target != "tensorrt",  # TensorRT: INT8 Q/DQ only
+                                       "CalibStridedMinMax": CALIBRATION_STRIDE})
 
 
 def embedding_width(model) -> int:
@@ -199,7 +220,7 @@ def embedding_width(model) -> int:
     return output.type.tensor_type.shape.dim[-1].dim_value
 
 
-def _logits(path: str, images: list[np.ndarray]) -> np.ndarray:
+def _logits(path: str, images: Iterable[np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
