@@ -375,3 +375,8 @@ def resume_from(path: str, model, optimizer, scheduler) -> dict:
     optimizer.load_state_dict({"state": optimizer_state, "param_groups": state.pop("optimizer")})
     scheduler.load_state_dict(state.pop("scheduler"))
     return state
+
+
+if __name__ == "__main__":
+    raise SystemExit("melanomanet.train is the trainer's library, not a command: train with `mnet train --data DIR "
+                     "--out RUN` (see `mnet train --help`), or under torchrun with `python -m melanomanet.rank ARGS`")

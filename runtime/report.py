@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from runtime.manifest import CLASS_DESCRIPTIONS
 
-if TYPE_CHECKING:
-    from runtime.result import Result
+
+class Explained(Protocol):
+    """What a report is made from (`runtime.result.Result` is one), declared here so that the report does not
+    import the result that renders it."""
+
+    label: str
+    probabilities: Any
+    class_names: tuple[str, ...]
+    cam_class: str
+    uncertainty: Any
+    referral: Any
+    alignment: Any
+    concepts: Any
+    abcde: Any
+    image: str
+    image_size: Any
+    input_info: dict
+    model: dict
+    mc_seed: int | None
+    temperature: float
+    timings_ms: dict
+    is_demo: bool
 
 REPORT_SCHEMA = "mnet.report/1"
 DEMO_DISCLAIMER = ("DEMO WEIGHTS trained on synthetic lesions: these outputs say nothing about this lesion. "
@@ -27,7 +47,7 @@ def report_json(report: dict) -> bytes:
     return json.dumps(report, separators=(",", ":")).encode()
 
 
-def report_dict(result: Result) -> dict:
+def report_dict(result: Explained) -> dict:
     names = result.class_names
     uncertainty = result.uncertainty
     label = result.label

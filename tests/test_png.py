@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 import runtime.png as png
+from runtime.errors import ImageError
 
 
 def decoded(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +38,7 @@ def test_a_panel_sized_image_comes_back_exactly():
 
 
 def test_wrong_images_are_refused():
-    with pytest.raises(ValueError, match="uint8 H x W or H x W x 3"):
+    with pytest.raises(ImageError, match="uint8 H x W or H x W x 3"):
         png.encode_png(np.zeros((4, 4, 4), np.uint8))
-    with pytest.raises(ValueError, match="float32"):
+    with pytest.raises(ImageError, match="float32"):
         png.encode_png(np.zeros((4, 4), np.float32))

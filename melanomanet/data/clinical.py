@@ -18,6 +18,7 @@ import numpy as np
 
 from melanomanet.data.synth import draw_hairs, lesion_area, lesion_outline, sample_params, smooth_noise
 from runtime.abcde.palette import to_lab
+from runtime.errors import ConfigError
 
 KINDS = ("small_dark", "pale", "several", "hairy", "stamped")
 WIDTH, HEIGHT = 640, 480
@@ -39,7 +40,7 @@ class ClinicalScene:
 
 def render_clinical(kind: str, seed: int, width: int = WIDTH, height: int = HEIGHT) -> ClinicalScene:
     if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     rng = np.random.default_rng(seed)
     image = clinical_skin(rng, width, height)
     share = float(rng.uniform(0.005, 0.03) if kind in ("small_dark", "hairy") else rng.uniform(0.01, 0.10))
