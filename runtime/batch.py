@@ -31,6 +31,7 @@ from runtime.imageio import Found, collect_images, open_no_follow, output_names,
 from runtime.manifest import sha256_file
 from runtime.options import ImageOptions
 from runtime.render import Rendered, render_outputs
+from runtime.report import report_json
 
 if TYPE_CHECKING:
     from runtime.result import Result
@@ -76,17 +77,12 @@ def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256:
               "input": dict(rendered.report["input"])}
     if input_sha256 is not None:
         report["input"]["sha256"] = input_sha256
-    write_atomic(pending_path(out, stem), report_file_bytes(report))
+    write_atomic(pending_path(out, stem), report_json(report))
     return report
 
 
 def pending_path(out: Path, stem: str) -> Path:
     return out / f".{stem}.json{PENDING}"
-
-
-def report_file_bytes(report: dict) -> bytes:
-    """A report as `mnet run` writes it (and its audit record hashes it)."""
-    return json.dumps(report, indent=2).encode()
 
 
 class OutputFolder:

@@ -42,8 +42,10 @@ def disclaimer(is_demo: bool) -> str:
 
 
 def report_json(report: dict) -> bytes:
-    """A report as a server sends it and the audit log hashes it: compact JSON, keys in the report's own order
-    (classes in the model's order)."""
+    """A report's one serialisation, the bytes delivered: what a server sends, what `mnet run` writes to
+    `<name>.json`, and what the API's audit record hashes for `Result.to_dict()`. Compact JSON, keys in the
+    report's own order (classes in the model's order), so that an audit record's `report_sha256` always means
+    the sha256 of the bytes delivered."""
     return json.dumps(report, separators=(",", ":")).encode()
 
 
