@@ -11,14 +11,10 @@ to `superseded/` instead of erasing them. Nothing about an image is kept in memo
 
 from __future__ import annotations
 
-import csv
-import fcntl
-import json
 import os
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,10 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from runtime.audit import AuditLog, logged_reports, prediction_entry, sha256_bytes
-from runtime.errors import ConfigError, Interrupted, MnetError
-from runtime.imageio import Found, collect_images, open_no_follow, output_names, write_atomic
+from runtime.imageio import Found, collect_images, output_names, write_atomic
 from runtime.manifest import sha256_file
 from runtime.options import ImageOptions
+from runtime.outputs import (
+    OutputFolder,
+    failure_message,
+    interrupted,
+    prepare_output,
+    recorded_output,
+    summary_writer,
+)
 from runtime.render import Rendered, render_outputs
 from runtime.report import report_json
 
@@ -38,9 +41,6 @@ if TYPE_CHECKING:
 
 SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", "flagged", "predictive_entropy",
                   "report", "error")
-RUN_FILE = "run.json"
-ERRORS_LOG = "errors.log"
-LOCK_FILE = ".mnet-run.lock"
 PENDING = ".pending"
 SUPERSEDED = "superseded"
 OUTPUT_SUFFIXES = (".json", ".png", ".gradcampp.png")
@@ -83,72 +83,6 @@ def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256:
 
 def pending_path(out: Path, stem: str) -> Path:
     return out / f".{stem}.json{PENDING}"
-
-
-class OutputFolder:
-    """One run's hold on its output folder: an exclusive lock for the run's whole length (a second run into the
-    same folder is refused at once), the stale files of a killed run cleared, another run's reports refused
-    unless forced, and the reports staged by a killed run delivered where their record was written."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.handle = None
-
-    def __enter__(self) -> "OutputFolder":
-        check_writable(self.out)
-        lock = self.out / LOCK_FILE
-        if lock.is_symlink():
-            raise ConfigError(f"-o {self.out}: {LOCK_FILE} is a symbolic link; remove it and rerun")
-        self.handle = open(lock, "ab")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.close()
-            raise ConfigError(f"-o {self.out}: another run is writing there now; wait for it to finish, or give "
-                              "another folder") from None
-        return self
-
-    def __exit__(self, *raised) -> None:
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
-
-
-def check_writable(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"-o {out}: is a file; give a folder for the reports")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".mnet-write-probe"
-        probe.unlink(missing_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"-o {out}: cannot write there ({error.strerror}); choose a folder you can write to") \
-            from None
-
-
-def prepare_output(out: Path, run: dict, force: bool) -> None:
-    """Stale temporary files of a killed run removed; a folder holding another run's reports (another model
-    or other options) refused unless `force`."""
-    for stale in out.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
-    recorded = _recorded_run(out)
-    if recorded is not None and recorded != run and not force:
-        changed = sorted(k for k in set(run["options"]) | set(recorded.get("options", {}))
-                         if run["options"].get(k) != recorded.get("options", {}).get(k))
-        what = "model" if recorded.get("model_sha256") != run["model_sha256"] else ", ".join(changed) or "run record"
-        raise ConfigError(f"-o {out}: holds the reports of another run (different {what}); use another folder, "
-                          "or --force to redo every image there (the earlier reports move to superseded/)")
-    write_atomic(out / RUN_FILE, json.dumps(run, indent=2).encode())
-
-
-def _recorded_run(out: Path) -> dict | None:
-    try:
-        return json.loads((out / RUN_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
 
 
 def recover_pending(out: Path, audit: AuditLog | None) -> None:
@@ -213,14 +147,11 @@ def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, wor
     requested = predictor.class_index(cam_class) if cam_class else None
     summary = BatchSummary()
     delivered = Delivery(predictor, audit, cam_class)
-    with open_no_follow(out / "summary.csv") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
+    with summary_writer(out, SUMMARY_FIELDS) as write:
 
         def record(outcome: Outcome) -> None:
             summary.outcomes.append(outcome)
-            writer.writerow(outcome.row)
-            handle.flush()
+            write(outcome.row)
 
         def conclude(job: Job) -> None:
             if job.concluded:
@@ -252,9 +183,7 @@ def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, wor
                 job.interrupted = True
                 if job.outcome is not None and job.outcome.status == "ok":
                     conclude(job)
-            done = sum(outcome.status == "ok" for outcome in summary.outcomes)
-            raise Interrupted(f"interrupted after {done} of {len(jobs)} images (their reports and summary.csv rows "
-                              f"are in {out}); rerun the same command to resume") from None
+            raise interrupted(sum(outcome.status == "ok" for outcome in summary.outcomes), len(jobs), out) from None
     return summary
 
 
@@ -382,25 +311,6 @@ def _done(job: Job, report: dict) -> Job:
 def _fail(job: Job, error: Exception) -> None:
     job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=failure_message(error, job.out,
                                                                                                   job.path)))
-
-
-def failure_message(error: Exception, out: Path, path: Path) -> str:
-    """What a summary row says of an image that failed; an unexpected error's traceback goes to ERRORS_LOG."""
-    if isinstance(error, (MnetError, OSError)):
-        return str(error)
-    with open_no_follow(out / ERRORS_LOG, "a") as log:
-        log.write(f"{path}\n{''.join(traceback.format_exception(error))}\n")
-    return f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
-
-
-def recorded_output(path: Path, digest: str | None) -> dict | None:
-    """The JSON an earlier run wrote at `path`, when there is one to compare with this input (`digest`)."""
-    if digest is None or not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _finished(out: Path, stem: str, digest: str | None, logged: set[str] | None = None) -> dict | None:

@@ -245,7 +245,7 @@ def _abcde_one(image, prior, mm_per_px, lesion_at, json_out, png_out):
 
 
 def _abcde_many(inputs, out, mm_per_px, force):
-    from runtime.abcde_batch import analyze_batch
+    from runtime.abcde.batch import analyze_batch
     from runtime.imageio import collect_images
 
     with progress_bar(with_status=False) as bar:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import runtime.abcde_batch as batch
+import runtime.abcde.batch as batch
 from runtime.cli import app
 from runtime.errors import Interrupted
 from runtime.manifest import sha256_file

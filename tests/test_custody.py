@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from melanomanet.data.synth import render, sample_params
 from runtime.audit import read_lines, report_location, verify
-from runtime.batch import OutputFolder
 from runtime.cli import app
 from runtime.manifest import sha256_file
+from runtime.outputs import OutputFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--mc-samples", "2", "--no-abcde"]

@@ -7,7 +7,6 @@ same input (its sha256 is in the JSON)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +14,23 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.batch import RESERVED_STEMS, OutputFolder, failure_message, prepare_output, recorded_output
-from runtime.errors import Interrupted
-from runtime.imageio import Found, collect_images, load_image, open_no_follow, output_names, write_atomic
+from runtime.imageio import Found, collect_images, load_image, output_names, write_atomic
 from runtime.manifest import sha256_file
+from runtime.outputs import (
+    OutputFolder,
+    failure_message,
+    interrupted,
+    prepare_output,
+    recorded_output,
+    summary_writer,
+)
 
 SUMMARY_FIELDS = ("input", "status", "asymmetry_points", "border_cutoff_segments", "colour_count", "colours",
                   "structures", "tds", "tds_complete", "feret_px", "feret_mm", "border_share", "edge_step", "json",
                   "mask", "reasons")
 ANALYSIS_VERSION = "abcde-3"  # recorded in run.json: outputs of another analysis are not resumed
+# Stems an input may not take: the batch's own files (run.json, summary.csv, errors.log).
+RESERVED_STEMS = frozenset({"run", "summary", "errors"})
 
 
 @dataclass(frozen=True)
@@ -50,29 +57,23 @@ def analyze_batch(inputs: list, out: Path, mm_per_px: float | None = None, force
 
 def _measure_all(found, skipped, out: Path, mm_per_px, force, progress) -> list[Done]:
     done: list[Done] = []
-    with open_no_follow(out / "summary.csv") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
+    with summary_writer(out, SUMMARY_FIELDS) as write:
 
         def record(outcome: Done, row: dict) -> None:
             done.append(outcome)
-            writer.writerow({key: row.get(key, "") for key in SUMMARY_FIELDS})
-            handle.flush()
+            write(row)
 
         for path, reason in skipped:
             status, _, message = reason.partition(": ")
             record(Done(str(path), status), {"input": str(path), "status": status, "reasons": message})
-        names = output_names(found, RESERVED_STEMS)
         try:
-            for entry, stem in zip(found, names):
+            for entry, stem in zip(found, output_names(found, RESERVED_STEMS)):
                 outcome, row = measure_one(entry.path, out, stem, mm_per_px, force)
                 record(outcome, row)
                 if progress is not None:
                     progress(entry.path)
         except KeyboardInterrupt:
-            finished = sum(o.status not in ("failed", "skipped") for o in done)
-            raise Interrupted(f"interrupted after {finished} of {len(found)} images (their files and summary.csv "
-                              f"rows are in {out}); rerun the same command to resume") from None
+            raise interrupted(sum(o.status not in ("failed", "skipped") for o in done), len(found), out) from None
     return done
 
 
