@@ -15,8 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -35,6 +34,7 @@ from runtime.outputs import (
 )
 from runtime.render import Rendered, render_outputs
 from runtime.report import report_json
+from runtime.stages import Item, Stages, drive
 
 if TYPE_CHECKING:
     from runtime.result import Result
@@ -136,7 +136,9 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
         audit = open_audit() if open_audit is not None else None
         recover_pending(out, audit)
         found, skipped = collected or collect_images(inputs, out)
-        jobs = [Job(entry.path, stem) for entry, stem in zip(found, output_names(found, RESERVED_STEMS))]
+        requested = predictor.class_index(cam_class) if cam_class else None
+        jobs = [Job(entry.path, options=ImageOptions(cam_class), requested=requested, path=entry.path, stem=stem)
+                for entry, stem in zip(found, output_names(found, RESERVED_STEMS))]
         if force:
             supersede(out, [job.stem for job in jobs], audit)
         logged = logged_reports(audit.path) if audit is not None else None
@@ -144,7 +146,6 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
 
 
 def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, workers, audit, logged):
-    requested = predictor.class_index(cam_class) if cam_class else None
     summary = BatchSummary()
     delivered = Delivery(predictor, audit, cam_class)
     with summary_writer(out, SUMMARY_FIELDS) as write:
@@ -166,19 +167,17 @@ def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, wor
         for path, reason in skipped:
             status, _, message = reason.partition(": ")
             record(Outcome(str(path), status, _row(path, status, error=message)))
-        stream = pipelined(predictor, jobs, out, requested, force, workers, logged) if workers > 1 else \
-            (_finish(predictor, _infer(predictor, _start(predictor, job, out, force, logged), requested), requested)
-             for job in jobs)
+        flowing = stream(BatchStages(predictor.stages, out, force, logged), jobs, workers)
         concluded = 0
         try:
-            for job in stream:
+            for job in flowing:
                 conclude(job)
                 concluded += 1
                 if progress is not None:
                     progress(job.path)
         except KeyboardInterrupt:
             _ignore_further_interrupts()
-            stream.close()  # lets the images in flight finish writing
+            flowing.close()  # lets the images in flight finish writing
             for job in jobs[concluded:]:
                 job.interrupted = True
                 if job.outcome is not None and job.outcome.status == "ok":
@@ -219,16 +218,14 @@ class Delivery:
 
 
 @dataclass
-class Job:
-    """One image on its way through the stages; `outcome` is set once it is done (written, resumed or failed)."""
+class Job(Item):
+    """One input of the batch: the stages' `Item`, with its output name, input hash and summary row (`outcome`:
+    set once it is done: written, resumed or failed)."""
 
-    path: Path
-    stem: str
+    path: Path = Path()
+    stem: str = ""
     out: Path | None = None
     digest: str | None = None
-    prepared: object = None
-    outputs: dict | None = None
-    measured: object = None
     outcome: Outcome | None = None
     concepts: dict | None = None
     resumed: bool = False
@@ -237,69 +234,57 @@ class Job:
     interrupted: bool = False  # delivered after Ctrl-C: its record may already be in the log
 
 
-def pipelined(predictor, jobs: list[Job], out: Path, requested: int | None, force: bool, workers: int,
-              logged: set[str] | None = None):
-    """Decode and preprocess the next images and explain and write the previous ones on `workers` threads while
-    the backend runs the current one; at most 2 x workers images are in flight, and jobs come back in order."""
-    depth = 2 * workers
+class BatchStages:
+    """`mnet run`'s stages around a model's (`inner`: a predictor's, or a server's): `prepare` first hashes the
+    input and takes its finished report when it has one (resume); `explain` then writes the image's files (the
+    report staged until `Delivery` logs it). An unexpected error fails its image's row, never the batch."""
+
+    def __init__(self, inner: Stages, out: Path, force: bool, logged: set[str] | None):
+        self.inner, self.out, self.force, self.logged = inner, out, force, logged
+
+    def prepare(self, job: Job) -> Job:
+        job.out = self.out
+        try:
+            job.digest = sha256_file(job.path) if job.path.is_file() else None
+            report = None if self.force else _finished(self.out, job.stem, job.digest, self.logged)
+            if report is not None:
+                job.resumed = True
+                job.result = _done(job, report)
+                return job
+            return self.inner.prepare(job)
+        except Exception as error:
+            return _fail(job, error)
+
+    def run_network(self, jobs: list[Job]) -> None:
+        try:
+            self.inner.run_network(jobs)
+        except Exception as error:
+            for job in jobs:
+                if job.outcome is None:
+                    _fail(job, error)
+
+    def explain(self, job: Job) -> Job:
+        if job.outcome is None:
+            try:
+                self.inner.explain(job)
+                if isinstance(job.result, Exception):
+                    raise job.result
+                _done(job, write_outputs(job.result, job.out, job.stem, job.digest))
+            except Exception as error:
+                _fail(job, error)
+        job.result = job.prepared = job.outputs = job.measured = None
+        return job
+
+
+def stream(stages: Stages, jobs: list[Job], workers: int):
+    """The jobs through the stages, in order: one at a time, or with `workers` threads decoding the next images
+    and explaining and writing the previous ones while the network runs (at most 2 x workers in flight). Closing
+    it lets the images in flight finish."""
+    if workers <= 1:
+        yield from drive(stages, jobs)
+        return
     with ThreadPoolExecutor(workers) as pool:
-        started: deque[Future] = deque()
-        finishing: deque[Future] = deque()
-        pending = iter(jobs)
-        for job in pending:
-            started.append(pool.submit(_start, predictor, job, out, force, logged))
-            if len(started) >= depth:
-                break
-        while started:
-            job = _infer(predictor, started.popleft().result(), requested)
-            following = next(pending, None)
-            if following is not None:
-                started.append(pool.submit(_start, predictor, following, out, force, logged))
-            finishing.append(pool.submit(_finish, predictor, job, requested))
-            while finishing and (len(finishing) > depth or finishing[0].done()):
-                yield finishing.popleft().result()
-        while finishing:
-            yield finishing.popleft().result()
-
-
-def _start(predictor, job: Job, out: Path, force: bool, logged: set[str] | None = None) -> Job:
-    """Hash the input; take its finished report when there is one (and, where a log is kept, it has its record),
-    else decode and preprocess it."""
-    job.out = out
-    try:
-        job.digest = sha256_file(job.path) if job.path.is_file() else None
-        report = None if force else _finished(out, job.stem, job.digest, logged)
-        if report is not None:
-            job.resumed = True
-            return _done(job, report)
-        job.prepared = predictor.prepare(job.path)
-    except Exception as error:
-        _fail(job, error)
-    return job
-
-
-def _infer(predictor, job: Job, requested: int | None) -> Job:
-    """The network, with ABCD beside it (`Predictor.run_network`, as `predict` and the server run it)."""
-    if job.outcome is None:
-        try:
-            job.outputs, job.measured = predictor.run_network(job.prepared, requested)
-        except Exception as error:
-            _fail(job, error)
-    return job
-
-
-def _finish(predictor, job: Job, requested: int | None) -> Job:
-    """Explain and write; nothing about the image is kept afterwards but its summary row and concept scores."""
-    if job.outcome is None:
-        try:
-            if isinstance(job.measured, Exception):
-                raise job.measured
-            result = predictor.explain(job.prepared, job.outputs, requested, measured=job.measured)
-            _done(job, write_outputs(result, job.out, job.stem, job.digest))
-        except Exception as error:
-            _fail(job, error)
-    job.prepared = job.outputs = job.measured = None
-    return job
+        yield from drive(stages, jobs, pool, ahead=2 * workers)
 
 
 def _done(job: Job, report: dict) -> Job:
@@ -308,9 +293,11 @@ def _done(job: Job, report: dict) -> Job:
     return job
 
 
-def _fail(job: Job, error: Exception) -> None:
+def _fail(job: Job, error: Exception) -> Job:
     job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=failure_message(error, job.out,
                                                                                                   job.path)))
+    job.result = error
+    return job
 
 
 def _finished(out: Path, stem: str, digest: str | None, logged: set[str] | None = None) -> dict | None:

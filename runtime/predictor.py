@@ -37,6 +37,7 @@ from runtime.referral import review
 from runtime.report import report_json
 from runtime.result import Result
 from runtime.signing import TrustedKeys
+from runtime.stages import Item, drive
 from runtime.uncertainty import draw_mc_mask, mc_uncertainty, softmax
 
 SERVED_LIMIT_FIX = ("Downscale it (a lesion needs a few megapixels at most), or start the server with a higher "
@@ -106,6 +107,7 @@ class Predictor:
         # threads at once do not queue their ABCD behind one another (threads start only when needed).
         self.beside = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="abcde")
         self.audit = AuditLog(audit) if isinstance(audit, (str, Path)) else audit
+        self.stages = PredictorStages(self)
         self.concepts = None
         if self.manifest.concepts:
             from runtime.concepts import ConceptScorer
@@ -117,7 +119,7 @@ class Predictor:
 
     def predict(self, image: str | Path | np.ndarray, cam_class: str | None = None, name: str | None = None,
                 mm_per_px: float | None = None, lesion_at: tuple[float, float] | None = None) -> Result:
-        """One explained prediction: `prepare` (decode, preprocess), then `run_network` (`infer`, with `measure`,
+        """One explained prediction: `prepare` (decode, preprocess), then the network (`infer`, with `measure`,
         ABCD, on a second thread meanwhile), then `explain` (uncertainty, GradCAM++, the attention alignment,
         concepts): `predict_batch` of one image, its error raised."""
         result = self.predict_batch([image], names=[name], options=[ImageOptions(cam_class, mm_per_px, lesion_at)])[0]
@@ -152,19 +154,6 @@ class Predictor:
         outputs = self._infer(prepared.tensor, requested)
         prepared.timings["inference"] = _ms(started, time.perf_counter())
         return outputs
-
-    def run_network(self, prepared: Prepared, requested: int | None = None,
-                    options: ImageOptions = ImageOptions()) -> tuple[dict, Analysis | MnetError | None]:
-        """`infer`, with `measure` (ABCD, which needs only the image) on a second thread meanwhile: the one way an
-        image goes through the network, whether it came through `predict`, `mnet run` or the server. Returns the
-        network's outputs and the measurements (or the error measuring raised; None without ABCD)."""
-        measuring = self.beside.submit(self._attempt, self.measure, prepared, options.mm_per_px,
-                                       options.lesion_at) if self.with_abcde else None
-        try:
-            outputs = self.infer(prepared, requested)
-        finally:
-            measured = measuring.result() if measuring is not None else None
-        return outputs, measured
 
     def measure(self, prepared: Prepared, mm_per_px: float | None = None,
                 lesion_at: tuple[float, float] | None = None) -> Analysis:
@@ -253,37 +242,18 @@ class Predictor:
         the predictor's mm_per_px and lesion_at. A dynamic-batch bundle runs the images that decoded in one backend
         call (the same MC mask for all, so an image's result does not depend on its batch mates); a fixed-batch
         bundle runs them one at a time. Each image's `inference` timing is its share of the call. ABCD runs while
-        the network does, on the `pool`'s threads (or the predictor's own); with a `pool`, the images are also
-        decoded, and explained, on its threads at once (the results are the same)."""
+        the network does; with a `pool`, the images are also decoded, and explained, on its threads at once (the
+        results are the same). The stages are driven by `runtime.stages.drive`, as every other caller's are."""
         names = names or [None] * len(images)
         options = options or [ImageOptions(cam_class)] * len(images)
-        each = pool.map if pool is not None and len(images) > 1 else map
-        requested = [self._attempt(self.class_index, item.cam_class) if item.cam_class else None for item in options]
-
-        def start(image, name, asked):
-            return asked if isinstance(asked, MnetError) else self._attempt(self.prepare, image, name)
-        results: list = list(each(start, images, names, requested))
-        ready = [index for index, item in enumerate(results) if isinstance(item, Prepared)]
-        runner = pool if pool is not None else self.beside
-        measuring = {index: runner.submit(self._attempt, self.measure, results[index], options[index].mm_per_px,
-                                          options[index].lesion_at) for index in ready} if self.with_abcde else {}
-        if self.batched and len(ready) > 1:
-            self._infer_together([results[index] for index in ready], results, ready)
-        else:
-            for index in ready:
-                outputs = self._attempt(self.infer, results[index], requested[index])
-                results[index] = (results[index], outputs) if isinstance(outputs, dict) else outputs
-        measured = {index: future.result() for index, future in measuring.items()}  # as run_network, per batch
-
-        def finish(item, asked: ImageOptions, requested_class: int | None, position: int):
-            if not isinstance(item, tuple):
-                return item
-            found = measured.get(position)
-            if isinstance(found, MnetError):
-                return found
-            return self._attempt(self.explain, item[0], item[1], requested_class, asked.mm_per_px, asked.lesion_at,
-                                 found)
-        finished = list(each(finish, results, options, requested, range(len(results))))
+        items = [Item(image, name, asked) for image, name, asked in zip(images, names, options)]
+        for item in items:
+            if item.options.cam_class:
+                found = self._attempt(self.class_index, item.options.cam_class)
+                item.result, item.requested = (found, None) if isinstance(found, MnetError) else (None, found)
+        together = len(items) if self.batched else 1
+        finished = [item.result for item in drive(self.stages, items, pool if len(items) > 1 else None,
+                                                  ahead=len(items), together=together)]
         if self.audit is not None:
             self._log(images, names, options, finished)
         return finished
@@ -304,22 +274,6 @@ class Predictor:
         lesion_at = asked.lesion_at or self.lesion_at
         return {"class": asked.cam_class, "mm_per_px": asked.mm_per_px or self.mm_per_px,
                 "lesion_at": list(lesion_at) if lesion_at else None, "abcde": self.with_abcde}
-
-    def _infer_together(self, prepared: list[Prepared], results: list, where: list[int]) -> None:
-        started = time.perf_counter()
-        try:
-            outputs = self.backend.infer({IMAGE: np.concatenate([item.tensor for item in prepared]),
-                                          MC_MASK: self.mc_mask})
-        except MnetError as error:
-            for index in where:
-                results[index] = error
-            return
-        share = _ms(started, time.perf_counter()) / len(prepared)
-        for row, (index, item) in enumerate(zip(where, prepared)):
-            item.timings["inference"] = share
-            # Outputs shared by the batch (the last-layer gradient does not depend on the image) keep their axis 1.
-            results[index] = (item, {name: value[row:row + 1] if len(value) == len(prepared) else value
-                                     for name, value in outputs.items()})
 
     @staticmethod
     def _attempt(action, *arguments):
@@ -349,3 +303,63 @@ def _since(start: float) -> float:
 
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 3)
+
+
+class PredictorStages:
+    """A predictor's three stages over `Item`s (runtime.stages): `prepare` decodes and preprocesses; `run_network`
+    runs a group's network (in one backend call where the bundle batches) with ABCD measuring each image beside
+    it; `explain` does the rest."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    def prepare(self, item: Item) -> Item:
+        if item.result is None:
+            prepared = self.predictor._attempt(self.predictor.prepare, item.image, item.name)
+            item.prepared, item.result = (None, prepared) if isinstance(prepared, MnetError) else (prepared, None)
+        return item
+
+    def run_network(self, items: list[Item]) -> None:
+        predictor = self.predictor
+        ready = [item for item in items if item.result is None]
+        measuring = [predictor.beside.submit(predictor._attempt, predictor.measure, item.prepared,
+                                             item.options.mm_per_px, item.options.lesion_at)
+                     for item in ready] if predictor.with_abcde else []
+        try:
+            if predictor.batched and len(ready) > 1:
+                self._together(ready)
+            else:
+                for item in ready:
+                    outputs = predictor._attempt(predictor.infer, item.prepared, item.requested)
+                    item.outputs, item.result = (None, outputs) if isinstance(outputs, MnetError) else (outputs, None)
+        finally:
+            for item, future in zip(ready, measuring):
+                item.measured = future.result()
+
+    def _together(self, items: list[Item]) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = self.predictor.backend.infer({IMAGE: np.concatenate([item.prepared.tensor for item in items]),
+                                                    MC_MASK: self.predictor.mc_mask})
+        except MnetError as error:
+            for item in items:
+                item.result = error
+            return
+        share = _ms(started, time.perf_counter()) / len(items)
+        for row, item in enumerate(items):
+            item.prepared.timings["inference"] = share
+            # Outputs shared by the batch (the last-layer gradient does not depend on the image) keep their axis 1.
+            item.outputs = {name: value[row:row + 1] if len(value) == len(items) else value
+                            for name, value in outputs.items()}
+
+    def explain(self, item: Item) -> Item:
+        if item.result is None:
+            if isinstance(item.measured, MnetError):
+                item.result = item.measured
+            else:
+                asked = item.options
+                item.result = self.predictor._attempt(self.predictor.explain, item.prepared, item.outputs,
+                                                      item.requested, asked.mm_per_px, asked.lesion_at,
+                                                      item.measured)
+        item.prepared = item.outputs = item.measured = None
+        return item

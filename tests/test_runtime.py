@@ -90,7 +90,8 @@ def test_run_writes_reports_and_panel(bundle, tmp_path):
     assert report["model"]["sha256"] and (tmp_path / report["gradcampp"]["heatmap"]).exists()
     panel = cv2.imread(str(tmp_path / "ISIC_0034376.png"))
     assert panel.shape[1] > 1000 and panel.shape[0] > 600
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+    assert not list(tmp_path.glob("*.tmp"))
+    assert [path.name for path in tmp_path.glob(".*")] == [".mnet-run.lock"], "only the folder's lock is hidden"
 
 
 def test_explain_a_requested_class(bundle):

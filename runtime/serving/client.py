@@ -17,6 +17,7 @@ from runtime.errors import ConfigError, ImageError, MnetError, ServingError
 from runtime.manifest import find_class
 from runtime.render import Rendered
 from runtime.serving.protocol import HEATMAP_OUTPUT, IMAGE_INPUT, MODEL_NAME, PANEL_OUTPUT, REPORT_OUTPUT
+from runtime.stages import Item
 
 OUTPUTS = (REPORT_OUTPUT, HEATMAP_OUTPUT, PANEL_OUTPUT)
 NETWORK_TIMEOUT_S = 300.0
@@ -57,8 +58,9 @@ def _receive_in_large_blocks(client) -> None:
 
 
 class ServedModel:
-    """The `Predictor` seam of `run_batch`, answered by a server: `prepare` sends the file's bytes (and the
-    options) and receives the report, heatmap and panel; `infer` and `explain` pass them on."""
+    """A running server's model, for `run_batch` (`mnet run --server`): `explain_file` sends a file's bytes (and
+    the options) and receives the whole explained answer, the report, heatmap and panel. It stands apart from the
+    local stages: the server ran all three; `stages` is how the batch drives it."""
 
     def __init__(self, url: str, cam_class: str | None = None, mm_per_px: float | None = None,
                  lesion_at: tuple[float, float] | None = None):
@@ -74,6 +76,7 @@ class ServedModel:
                            **({"mm_per_px": mm_per_px} if mm_per_px else {}),
                            **({"lesion_at": f"{lesion_at[0]:g},{lesion_at[1]:g}"} if lesion_at else {})}
         self.concepts = None
+        self.stages = ServedStages(self)
         if cam_class:
             self.class_index(cam_class)
 
@@ -99,7 +102,8 @@ class ServedModel:
     def class_index(self, name: str) -> int:
         return find_class(name, self.class_names, "the served model's")
 
-    def prepare(self, path: Path, name: str | None = None) -> Rendered:
+    def explain_file(self, path: Path, name: str | None = None) -> Rendered:
+        """The server's explained answer for one image file."""
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -119,14 +123,31 @@ class ServedModel:
         report, heatmap, panel = (reply.as_numpy(name).reshape(-1)[0] for name in OUTPUTS)
         return Rendered(json.loads(report), heatmap, panel or None)
 
-    @staticmethod
-    def run_network(prepared: Rendered, requested: int | None = None) -> tuple[Rendered, None]:
-        """The server ran the whole pipeline already (`prepare` sent the request)."""
-        return prepared, None
+
+class ServedStages:
+    """The stages (runtime.stages) of an answer a server computes whole: the request goes out in `prepare`, where
+    the driver overlaps work on its threads (so requests are in flight at once), and the answer comes back there;
+    `run_network` and `explain` have nothing left to do, and say so rather than pretend."""
+
+    def __init__(self, served: ServedModel):
+        self.served = served
+
+    def prepare(self, item: Item) -> Item:
+        if item.result is None:
+            try:
+                item.result = self.served.explain_file(item.image, item.name)
+            except MnetError as error:
+                item.result = error
+        return item
 
     @staticmethod
-    def explain(prepared: Rendered, outputs: Rendered, requested: int | None = None, measured=None) -> Rendered:
-        return outputs
+    def run_network(items: list[Item]) -> None:
+        """The server ran the network when `prepare` sent the request."""
+
+    @staticmethod
+    def explain(item: Item) -> Item:
+        """The server's answer is already explained."""
+        return item
 
 
 def _message(error: Exception) -> str:
