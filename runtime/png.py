@@ -20,7 +20,8 @@ LEVEL = 1
 def encode_png(image: np.ndarray) -> bytes:
     """A uint8 H x W (gray) or H x W x 3 (RGB) image -> PNG bytes."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ImageError(f"encode_png takes uint8 H x W or H x W x 3 images, not {image.dtype} {image.shape}")
+        raise ImageError("<array>", f"encode_png takes uint8 H x W or H x W x 3 images, not {image.dtype} "
+                         f"{image.shape}", "Convert it to uint8 gray or RGB first")
     height, width = image.shape[:2]
     rows = np.ascontiguousarray(image).reshape(height, -1)
     scanlines = np.empty((height, rows.shape[1] + 1), np.uint8)

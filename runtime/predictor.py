@@ -251,9 +251,9 @@ class Predictor:
             if item.options.cam_class:
                 found = self._attempt(self.class_index, item.options.cam_class)
                 item.result, item.requested = (found, None) if isinstance(found, MnetError) else (None, found)
-        together = len(items) if self.batched else 1
+        together = max(1, len(items)) if self.batched else 1
         finished = [item.result for item in drive(self.stages, items, pool if len(items) > 1 else None,
-                                                  ahead=len(items), together=together)]
+                                                  ahead=max(1, len(items)), together=together)]
         if self.audit is not None:
             self._log(images, names, options, finished)
         return finished

@@ -113,3 +113,7 @@ def test_an_injected_backend_is_checked_like_an_opened_one(bundle):
     narrow.manifest = replace(narrow.manifest, class_names=("A", "B"))
     with pytest.raises(ManifestError, match="names 2 classes"):
         Predictor(bundle, backend=narrow)
+
+
+def test_an_empty_batch_is_an_empty_answer(bundle):
+    assert Predictor(bundle, abcde=False).predict_batch([]) == []

@@ -10,8 +10,8 @@ from runtime.backends.onnxruntime import PROVIDERS
 from runtime.backends.openvino import OPENVINO_BACKENDS
 from runtime.contract import check_graph
 from runtime.errors import BackendError, ConfigError, ManifestError
-from runtime.manifest import Manifest, read_sidecar, sidecar_path
-from runtime.onnxmeta import external_tensors
+from runtime.manifest import MANIFEST_KEY, Manifest, read_sidecar, sidecar_path
+from runtime.onnxmeta import external_tensors, read_metadata
 from runtime.signing import TrustedKeys
 
 # The names `--backend` takes, in one place: ONNX Runtime's provider stacks, OpenVINO's devices, then TensorRT
@@ -62,12 +62,19 @@ def open_backend(path: str | Path, backend: str = "ort-cpu", threads: int = 0, v
 
 
 def bundle_bytes(path: str | Path) -> bytes:
-    """The bundle's bytes, read once; refused when some of its weights live in other files (ONNX external
-    data), which its sha256 would not cover."""
+    """The bundle's bytes, read once; refused when they are not an ONNX model with a MelanomaNet manifest, or
+    when some of its weights live in other files (ONNX external data), which its sha256 would not cover."""
     if not Path(path).is_file():
         raise ConfigError(f"{path}: model file not found; check the path given to --model")
     data = Path(path).read_bytes()
-    outside = external_tensors(data, path)
+    try:
+        outside = external_tensors(data, path)
+        manifest_found = MANIFEST_KEY in read_metadata(path, data)
+    except ManifestError as error:
+        raise BackendError(str(error)) from None
+    if not manifest_found:
+        raise ManifestError(f"{path}: an ONNX model without a MelanomaNet manifest (exported by another tool?); "
+                            "export it with `mnet-export onnx CHECKPOINT`, which embeds labels and preprocessing")
     if outside:
         raise ManifestError(f"{path}: {outside} of its tensors keep their values in other files (ONNX external "
                             "data), which the bundle's sha256 does not cover; refused. Export a self-contained "
