@@ -29,7 +29,7 @@ from runtime.outputs import (
     failure_message,
     interrupted,
     prepare_output,
-    recorded_output,
+    recorded_file,
     summary_writer,
 )
 from runtime.render import Rendered, render_outputs
@@ -66,9 +66,11 @@ class BatchSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256: str | None = None) -> dict:
+def write_outputs(result: Result | Rendered, out: Path, stem: str,
+                  input_sha256: str | None = None) -> tuple[dict, bytes]:
     """Heatmap and panel, then the report JSON last, staged under a hidden name (`pending_path`): the report
-    becomes visible only when `deliver` has logged it. A visible report JSON means a complete, logged set."""
+    becomes visible only when `Delivery` has logged it. A visible report JSON means a complete, logged set.
+    Returns the report and the bytes staged (what its audit record hashes)."""
     rendered = result if isinstance(result, Rendered) else render_outputs(result)
     heatmap_name = f"{stem}.gradcampp.png"
     write_atomic(out / heatmap_name, rendered.heatmap_png)
@@ -77,18 +79,18 @@ def write_outputs(result: Result | Rendered, out: Path, stem: str, input_sha256:
               "input": dict(rendered.report["input"])}
     if input_sha256 is not None:
         report["input"]["sha256"] = input_sha256
-    write_atomic(pending_path(out, stem), report_json(report))
-    return report
+    data = report_json(report)
+    write_atomic(pending_path(out, stem), data)
+    return report, data
 
 
 def pending_path(out: Path, stem: str) -> Path:
     return out / f".{stem}.json{PENDING}"
 
 
-def recover_pending(out: Path, audit: AuditLog | None) -> None:
-    """Reports a killed run staged: delivered where their record made it into the log (or no log is kept),
-    dropped otherwise, so that their image is redone and logged."""
-    logged = logged_reports(audit.path) if audit is not None else None
+def recover_pending(out: Path, logged: set[str] | None) -> None:
+    """Reports a killed run staged: delivered where their record made it into the log (`logged`: the report
+    hashes it holds; None: no log is kept), dropped otherwise, so that their image is redone and logged."""
     for pending in out.glob(f".*.json{PENDING}"):
         final = out / pending.name[1:-len(PENDING)]
         if logged is None or sha256_file(pending) in logged:
@@ -134,14 +136,15 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
     with OutputFolder(out):
         prepare_output(out, run, force)
         audit = open_audit() if open_audit is not None else None
-        recover_pending(out, audit)
+        # Read once: recovery and superseding add no report record.
+        logged = logged_reports(audit.path) if audit is not None else None
+        recover_pending(out, logged)
         found, skipped = collected or collect_images(inputs, out)
         requested = predictor.class_index(cam_class) if cam_class else None
         jobs = [Job(entry.path, options=ImageOptions(cam_class), requested=requested, path=entry.path, stem=stem)
                 for entry, stem in zip(found, output_names(found, RESERVED_STEMS))]
         if force:
             supersede(out, [job.stem for job in jobs], audit)
-        logged = logged_reports(audit.path) if audit is not None else None
         return _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, workers, audit, logged)
 
 
@@ -206,7 +209,7 @@ class Delivery:
             return
         pending = pending_path(job.out, job.stem)
         if self.audit is not None:
-            data = pending.read_bytes()
+            data = job.staged
             already = job.interrupted and sha256_bytes(data) in logged_reports(self.audit.path)
             if not already:
                 self.audit.record(prediction_entry(
@@ -232,6 +235,7 @@ class Job(Item):
     delivered: bool = False
     concluded: bool = False
     interrupted: bool = False  # delivered after Ctrl-C: its record may already be in the log
+    staged: bytes | None = None  # the report's bytes, written under its hidden name until delivered
 
 
 class BatchStages:
@@ -269,7 +273,8 @@ class BatchStages:
                 self.inner.explain(job)
                 if isinstance(job.result, Exception):
                     raise job.result
-                _done(job, write_outputs(job.result, job.out, job.stem, job.digest))
+                report, job.staged = write_outputs(job.result, job.out, job.stem, job.digest)
+                _done(job, report)
             except Exception as error:
                 _fail(job, error)
         job.result = job.prepared = job.outputs = job.measured = None
@@ -303,10 +308,11 @@ def _fail(job: Job, error: Exception) -> Job:
 def _finished(out: Path, stem: str, digest: str | None, logged: set[str] | None = None) -> dict | None:
     """The report of an image already done with this very input, when all its files are there and, where a
     log is kept (`logged`: the report hashes it holds), its record is in the log; else the image is redone."""
-    report = recorded_output(out / f"{stem}.json", digest)
-    if report is None:
+    recorded = recorded_file(out / f"{stem}.json", digest)
+    if recorded is None:
         return None
-    if logged is not None and sha256_file(out / f"{stem}.json") not in logged:
+    data, report = recorded
+    if logged is not None and sha256_bytes(data) not in logged:
         return None
     complete = (out / f"{stem}.png").exists() and (out / f"{stem}.gradcampp.png").exists()
     return report if complete and report.get("input", {}).get("sha256") == digest else None

@@ -115,11 +115,19 @@ def failure_message(error: Exception, out: Path, path: Path) -> str:
     return f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
 
 
-def recorded_output(path: Path, digest: str | None) -> dict | None:
-    """The JSON an earlier run wrote at `path`, when there is one to compare with this input (`digest`)."""
+def recorded_file(path: Path, digest: str | None) -> tuple[bytes, dict] | None:
+    """The bytes and JSON an earlier run wrote at `path`, when there is one to compare with this input
+    (`digest`); read once."""
     if digest is None or not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
+        return data, json.loads(data)
     except (OSError, ValueError):
         return None
+
+
+def recorded_output(path: Path, digest: str | None) -> dict | None:
+    """The JSON an earlier run wrote at `path`, when there is one to compare with this input (`digest`)."""
+    recorded = recorded_file(path, digest)
+    return None if recorded is None else recorded[1]

@@ -40,6 +40,14 @@ def small_images(folder: Path, count: int, size: int = 64, names=None) -> Path:
     return folder
 
 
+def first_run(bundle: Path, tmp_path: Path, count: int) -> tuple[Path, list[str]]:
+    """`count` small images explained into a new folder; the folder and the command line, to run again."""
+    out = tmp_path / "out"
+    arguments = ["run", str(small_images(tmp_path / "in", count)), "--model", str(bundle), *FAST, "-o", str(out)]
+    assert CliRunner().invoke(app, arguments).exit_code == 0
+    return out, arguments
+
+
 def records(log: Path) -> list[dict]:
     return [json.loads(line) for line in read_lines(log) if line.strip()]
 
@@ -94,10 +102,7 @@ def test_sigint_and_sigkill_at_random_points_never_leave_a_report_without_its_re
 
 @pytest.mark.slow
 def test_a_cut_record_has_its_image_redone_and_a_whole_record_without_its_newline_is_kept(bundle, tmp_path):
-    inputs = small_images(tmp_path / "in", 4)
-    out = tmp_path / "out"
-    arguments = ["run", str(inputs), "--model", str(bundle), *FAST, "-o", str(out)]
-    assert CliRunner().invoke(app, arguments).exit_code == 0
+    out, arguments = first_run(bundle, tmp_path, 4)
     log = out / "audit.jsonl"
     data = log.read_bytes()
     last = data.rstrip(b"\n").rsplit(b"\n", 1)[1]
@@ -117,10 +122,7 @@ def test_a_cut_record_has_its_image_redone_and_a_whole_record_without_its_newlin
 
 @pytest.mark.slow
 def test_force_supersedes_the_earlier_reports_and_verify_still_passes(bundle, tmp_path):
-    inputs = small_images(tmp_path / "in", 3)
-    out = tmp_path / "out"
-    arguments = ["run", str(inputs), "--model", str(bundle), *FAST, "-o", str(out)]
-    assert CliRunner().invoke(app, arguments).exit_code == 0
+    out, arguments = first_run(bundle, tmp_path, 3)
     first = {path.name: sha256_file(path) for path in out.glob("img_*.json")}
     forced = CliRunner().invoke(app, [*arguments, "--force"])
     assert forced.exit_code == 0, forced.output
@@ -135,9 +137,7 @@ def test_force_supersedes_the_earlier_reports_and_verify_still_passes(bundle, tm
 
 @pytest.mark.slow
 def test_verify_names_a_report_without_its_record(bundle, tmp_path):
-    inputs = small_images(tmp_path / "in", 2)
-    out = tmp_path / "out"
-    assert CliRunner().invoke(app, ["run", str(inputs), "--model", str(bundle), *FAST, "-o", str(out)]).exit_code == 0
+    out, _ = first_run(bundle, tmp_path, 2)
     (out / "planted.json").write_bytes((out / "img_0000.json").read_bytes())
     checked = CliRunner().invoke(app, ["audit", "verify", str(out / "audit.jsonl")], env={"COLUMNS": "200"})
     assert checked.exit_code == 1 and "planted.json" in checked.output and "unlogged" in checked.output
