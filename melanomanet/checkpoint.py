@@ -10,7 +10,7 @@ import torch
 from melanomanet import __version__
 from melanomanet.model import MelanomaNet, build_model
 from runtime.errors import CheckpointError, ConfigError, ManifestError
-from runtime.manifest import MANIFEST_KEY, Manifest, Preprocessing
+from runtime.manifest import MANIFEST_KEY, Manifest, Preprocessing, sha256_file
 
 TRAIN_STATE_KEY = "mnet.train_state"
 OPTIMIZER_PREFIX = "optimizer."
@@ -77,10 +77,18 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[MelanomaNet,
 
 
 def load_initial_weights(model: MelanomaNet, path: str | Path) -> None:
-    """Backbone (and, when shapes match, head) weights from a local file."""
+    """Backbone (and, when shapes match, head) weights from a local file. From a MelanomaNet checkpoint (a second
+    stage of fine-tuning) the model inherits the input scaling its weights were trained with, and records where
+    they came from, with the checkpoint's own initial weights."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        tensors, _ = read_checkpoint(path)
+        tensors, metadata = read_checkpoint(path)
+        if MANIFEST_KEY in metadata:
+            manifest = Manifest.from_json(metadata[MANIFEST_KEY], source=str(path))
+            model.initial_weights = {"source": "checkpoint", "file": path.name, "sha256": sha256_file(path),
+                                     "architecture": manifest.architecture,
+                                     "mean": list(manifest.preprocessing.mean), "std": list(manifest.preprocessing.std),
+                                     "from": manifest.initial_weights}
     else:
         from melanomanet.pickles import read_reference_file
 

@@ -33,6 +33,7 @@ from runtime.console import (
     stdout,
 )
 from runtime.errors import ConfigError, MnetError
+from runtime.serving import DEFAULT_MAX_REQUEST_MB
 
 
 def run(
@@ -416,6 +417,11 @@ def serve(
                                          "out among the instances).")] = 0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Refuse a request whose image declares more pixels (before "
                                             "decoding it).")] = 50_000_000,
+    max_request_mb: Annotated[float, typer.Option(min=0.001, help="Refuse a request whose image data is larger "
+                                                  "(MiB), before it is decoded; Triton's own HTTP limit is set to "
+                                                  "it where that Triton has one. The default (Triton's own) holds "
+                                                  "a JPEG at --max-pixels; a large PNG may need more.")]
+                                                  = DEFAULT_MAX_REQUEST_MB,
     serving_env: Annotated[Optional[Path], typer.Option(help="The serving environment (numpy<2 and Triton; default: "
                                                         "$MNET_SERVING_ENV or the project's .venv-serve, built by "
                                                         "make install).")] = None,
@@ -455,6 +461,7 @@ def serve(
         instances = instances or cores
         options = ServingOptions(max_batch, max_queue_delay_us, instances, backend.value,
                                  threads or max(1, cores // instances), max_pixels=max_pixels,
+                                 max_request_bytes=int(max_request_mb * 2**20),
                                  audit=str(audit.resolve()) if audit else None, operator=operator,
                                  device_id=device_id, log_names=log_names,
                                  audit_max_bytes=int(audit_max_mb * 1e6) if audit_max_mb else None,

@@ -16,6 +16,13 @@ class MnetError(Exception):
 
     exit_code = 1
 
+    def as_outcome(self) -> MnetError:
+        """This error kept as a value (one image's outcome in a batch), without its traceback and the exceptions
+        it was raised from: their frames hold the image's data (and, through the callers' frames, the whole
+        batch's) in a reference cycle that only Python's cycle collector would free, much later."""
+        self.__traceback__ = self.__context__ = self.__cause__ = None
+        return self
+
 
 class ImageError(MnetError):
     """An image that cannot be used; `usage`: the command line is at fault (the file does not exist, a point

@@ -280,7 +280,7 @@ class Predictor:
         try:
             return action(*arguments)
         except MnetError as error:
-            return error
+            return error.as_outcome()
 
     def close(self):
         self.beside.shutdown()
@@ -343,7 +343,7 @@ class PredictorStages:
                                                     MC_MASK: self.predictor.mc_mask})
         except MnetError as error:
             for item in items:
-                item.result = error
+                item.result = error.as_outcome()
             return
         share = _ms(started, time.perf_counter()) / len(items)
         for row, item in enumerate(items):

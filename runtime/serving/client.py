@@ -137,7 +137,7 @@ class ServedStages:
             try:
                 item.result = self.served.explain_file(item.image, item.name)
             except MnetError as error:
-                item.result = error
+                item.result = error.as_outcome()
         return item
 
     @staticmethod

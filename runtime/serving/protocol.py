@@ -70,19 +70,21 @@ def _flag(value) -> bool:
     raise ConfigError(f"panel {value!r} is not true or false")
 
 
-def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]],
-           pool: Executor | None = None) -> list[dict[str, np.ndarray] | MnetError]:
+def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]], pool: Executor | None = None,
+           max_request_bytes: int | None = None) -> list[dict[str, np.ndarray] | MnetError]:
     """Triton's batch of requests, each (its `image` tensor: one or more encoded images; its parameters) ->
     each request's reply tensors (one row per image) or the error that answers it. All images of the batch go
-    through the bundle together; with a `pool`, they are decoded, explained and encoded on its threads."""
+    through the bundle together; with a `pool`, they are decoded, explained and encoded on its threads. A request
+    whose images hold more than `max_request_bytes` is refused before anything is decoded."""
     items, owners, replies = [], [], [None] * len(requests)
     for index, (images, parameters) in enumerate(requests):
         try:
+            check_request_size(images, max_request_bytes, str(parameters.get("name", "the request")))
             name, options, panel = parse_request(parameters, predictor.manifest.class_names)
             given = [ImageRequest(as_bytes(data), name, options, panel)
                      for data in np.asarray(images, dtype=object).reshape(-1)]
         except MnetError as error:
-            replies[index] = error
+            replies[index] = error.as_outcome()
             continue
         items += given
         owners += [index] * len(given)
@@ -102,6 +104,19 @@ def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]],
         if replies[owner] is None:
             replies[owner] = {name: np.concatenate([row[name] for row in arrays]) for name in arrays[0]}
     return replies
+
+
+def check_request_size(images: np.ndarray, max_request_bytes: int | None, name: str = "the request") -> None:
+    """Refuse a request whose encoded images add up to more than the server's limit (`mnet serve
+    --max-request-mb`), before anything is decoded or copied."""
+    if max_request_bytes is None:
+        return
+    size = sum(len(data) for data in np.asarray(images, dtype=object).reshape(-1)
+               if isinstance(data, (bytes, bytearray)))
+    if size > max_request_bytes:
+        raise ImageError(name, f"its image data is {size / 2**20:.1f} MB, over this server's limit of "
+                         f"{max_request_bytes / 2**20:g} MB", "Send a smaller file (re-encode it as JPEG, or downscale "
+                         "it), or start the server with a larger `mnet serve --max-request-mb`")
 
 
 def is_client_error(error: MnetError) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from runtime.contract import CAM_ACTIVATIONS, CAM_GRADIENTS, EMBEDDING, IMAGE, LOGITS, MC_LOGITS, MC_MASK
 from runtime.errors import ConfigError
 from runtime.manifest import Manifest, read_sidecar, sidecar_path
-from runtime.serving import GPU_QUEUE_DELAY_US
+from runtime.serving import DEFAULT_MAX_REQUEST_MB, GPU_QUEUE_DELAY_US
 from runtime.serving.protocol import (
     HEATMAP_OUTPUT,
     IMAGE_INPUT,
@@ -46,6 +46,7 @@ class ServingOptions:
     fp16: bool = True  # the production repository's TensorRT precision
     sys_path: tuple[str, ...] = ()  # folders holding `runtime` and its packages, when Triton's Python lacks them
     max_pixels: int = 50_000_000  # a request's image may declare at most this many pixels
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_MB * 2**20  # a request's image data may hold at most this much
     audit: str | None = None  # the audit log every instance appends to (opened by the launcher first)
     operator: str | None = None
     device_id: str | None = None
@@ -54,7 +55,7 @@ class ServingOptions:
     trusted_keys: str | None = None  # public keys one of which must have signed the bundle (runtime.signing)
 
     def __post_init__(self):
-        for name in ("max_batch", "instances", "max_pixels"):
+        for name in ("max_batch", "instances", "max_pixels", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_queue_delay_us < 0:
@@ -90,7 +91,8 @@ def write_repository(bundle: Path, out: Path, options: ServingOptions, standalon
         (out / ONNX_MODEL_NAME / "config.pbtxt").write_text(onnx_config(manifest, options))
         parameters = {"mode": "bls", "onnx_model": ONNX_MODEL_NAME,
                       "bundle": f"../../{ONNX_MODEL_NAME}/1/model.onnx"}
-    parameters.update({"max_pixels": str(options.max_pixels), "bundle_sha256": facts["sha256"],
+    parameters.update({"max_pixels": str(options.max_pixels), "max_request_bytes": str(options.max_request_bytes),
+                       "bundle_sha256": facts["sha256"],
                        "class_names": ",".join(manifest.class_names),
                        "demo_weights": "true" if manifest.is_demo else "false"})
     if options.sys_path:

@@ -31,6 +31,9 @@ REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 STARTUP_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 30
 PR_SET_PDEATHSIG = 1
+MMAP_THRESHOLD_BYTES = 256 * 1024
+HTTP_LIMIT_FLAG = "--http-max-input-size"
+HTTP_ENVELOPE_BYTES = 2**20  # the request's JSON header and parameters around the image data
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def server_environment(environment: ServingEnvironment) -> dict[str, str]:
     # numpy 1.x's OpenBLAS keeps a worker thread spinning (sched_yield) after every threaded call, which took a
     # core from the model in each stub: 1.5x the latency at one client on 2 cores. Its matrices here are tiny.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # glibc raises its mmap threshold to the largest block freed (up to 32 MB), so after one large request body
+    # later ones come from the heap, which it keeps: tritonserver grew by 20 MB over 80 refused 3 MB requests. A
+    # fixed threshold keeps it off, and large blocks go back to the system when freed.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD_BYTES))
     return env
 
 
@@ -130,13 +137,25 @@ class Endpoints:
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
 
-def triton_command(environment: ServingEnvironment, repository: Path, backends: Path, endpoints: Endpoints) -> list:
+def triton_command(environment: ServingEnvironment, repository: Path, backends: Path, endpoints: Endpoints,
+                   max_request_bytes: int | None = None) -> list:
+    """Triton's command line; with `max_request_bytes`, Triton's own HTTP body limit where this Triton has one
+    (`--http-max-input-size`, from Triton 2.57 on); the model refuses larger requests in any case."""
+    limit = ([f"--http-max-input-size={max_request_bytes + HTTP_ENVELOPE_BYTES}"]
+             if max_request_bytes and HTTP_LIMIT_FLAG in triton_help(environment) else [])
     return [str(environment.tritonserver), f"--model-repository={repository}", f"--backend-directory={backends}",
             f"--http-address={endpoints.host}", f"--http-port={endpoints.http_port}",
             f"--grpc-address={endpoints.host}", f"--grpc-port={endpoints.grpc_port}",
             f"--metrics-address={endpoints.host}", f"--metrics-port={endpoints.metrics_port}",
             "--allow-gpu-metrics=false", "--exit-on-error=true", "--strict-readiness=true",
-            f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--log-verbose=0"]
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--log-verbose=0", *limit]
+
+
+def triton_help(environment: ServingEnvironment) -> str:
+    """What `tritonserver --help` lists (its options differ between releases)."""
+    done = subprocess.run([str(environment.tritonserver), "--help"], capture_output=True, text=True, timeout=60,
+                          env=server_environment(environment))
+    return done.stdout + done.stderr
 
 
 def open_serving_audit(options: ServingOptions, environment: ServingEnvironment, start_new: bool = False) -> None:
@@ -167,7 +186,8 @@ def serve(model: Path, endpoints: Endpoints, options: ServingOptions, environmen
         work = Path(folder)
         repository = write_repository(model, work / "repository", options, standalone=True, link=True)
         backends = backend_folder(environment, work)
-        process = subprocess.Popen(triton_command(environment, repository, backends, endpoints),
+        process = subprocess.Popen(triton_command(environment, repository, backends, endpoints,
+                                                  options.max_request_bytes),
                                    env=server_environment(environment), stdin=subprocess.DEVNULL,
                                    preexec_fn=stop_with_parent)
         previous = {number: signal.signal(number, lambda *_: process.send_signal(signal.SIGTERM))

@@ -7,7 +7,8 @@ the bundle together, and are decoded, explained and encoded on a thread per core
 Model parameters (config.pbtxt): `mode` standalone (the bundle in-process with ONNX Runtime, `backend` and
 `threads` its providers and threads) or bls (the graph on the `onnx_model` Triton model); `bundle` (the ONNX
 bundle, relative to the version folder, its sidecar beside it); `max_pixels` (larger images are refused
-before decoding); `sys_path` (folders that hold
+before decoding); `max_request_bytes` (a request whose image data is larger is refused before anything is
+decoded); `sys_path` (folders that hold
 `runtime` and its packages, separated by ':', when the Python Triton runs does not have them installed)."""
 
 import json
@@ -31,6 +32,7 @@ class TritonPythonModel:
 
         bundle = os.path.join(args["model_repository"], args["model_version"], parameters["bundle"])
         limit = int(parameters["max_pixels"])
+        self.max_request_bytes = int(parameters["max_request_bytes"]) if parameters.get("max_request_bytes") else None
         audit = None
         if parameters.get("audit"):
             from runtime.audit import AuditLog, Identity
@@ -54,8 +56,10 @@ class TritonPythonModel:
 
         batch = [(pb_utils.get_input_tensor_by_name(request, IMAGE_INPUT).as_numpy(),
                   json.loads(request.parameters() or "{}")) for request in requests]
+        replies = answer(self.predictor, batch, self.pool, self.max_request_bytes)
+        del batch  # the requests' image bytes, refused or explained: released before the replies are sent
         responses = []
-        for reply in answer(self.predictor, batch, self.pool):
+        for reply in replies:
             if isinstance(reply, dict):
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[pb_utils.Tensor(name, value) for name, value in reply.items()]))
