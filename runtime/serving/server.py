@@ -111,7 +111,7 @@ def server_environment(environment: ServingEnvironment) -> dict[str, str]:
     # core from the model in each stub: 1.5x the latency at one client on 2 cores. Its matrices here are tiny.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     # glibc raises its mmap threshold to the largest block freed (up to 32 MB), so after one large request body
-    # later ones come from the heap, which it keeps: tritonserver grew by 20 MB over 80 refused 3 MB requests. A
+    # later ones come from the heap, which it keeps: tritonserver grew by 22 MB over 240 refused 3 MB requests. A
     # fixed threshold keeps it off, and large blocks go back to the system when freed.
     env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD_BYTES))
     return env
@@ -140,7 +140,7 @@ class Endpoints:
 def triton_command(environment: ServingEnvironment, repository: Path, backends: Path, endpoints: Endpoints,
                    max_request_bytes: int | None = None) -> list:
     """Triton's command line; with `max_request_bytes`, Triton's own HTTP body limit where this Triton has one
-    (`--http-max-input-size`, from Triton 2.57 on); the model refuses larger requests in any case."""
+    (`--http-max-input-size`, in releases after 2.51); the model refuses larger requests in any case."""
     limit = ([f"--http-max-input-size={max_request_bytes + HTTP_ENVELOPE_BYTES}"]
              if max_request_bytes and HTTP_LIMIT_FLAG in triton_help(environment) else [])
     return [str(environment.tritonserver), f"--model-repository={repository}", f"--backend-directory={backends}",
