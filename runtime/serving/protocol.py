@@ -79,10 +79,10 @@ def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]], pool: 
     items, owners, replies = [], [], [None] * len(requests)
     for index, (images, parameters) in enumerate(requests):
         try:
-            check_request_size(images, max_request_bytes, str(parameters.get("name", "the request")))
+            encoded = np.asarray(images, dtype=object).reshape(-1)
+            check_request_size(encoded, max_request_bytes, str(parameters.get("name", "the request")))
             name, options, panel = parse_request(parameters, predictor.manifest.class_names)
-            given = [ImageRequest(as_bytes(data), name, options, panel)
-                     for data in np.asarray(images, dtype=object).reshape(-1)]
+            given = [ImageRequest(as_bytes(data), name, options, panel) for data in encoded]
         except MnetError as error:
             replies[index] = error.as_outcome()
             continue
@@ -106,13 +106,12 @@ def answer(predictor: Predictor, requests: list[tuple[np.ndarray, dict]], pool: 
     return replies
 
 
-def check_request_size(images: np.ndarray, max_request_bytes: int | None, name: str = "the request") -> None:
-    """Refuse a request whose encoded images add up to more than the server's limit (`mnet serve
-    --max-request-mb`), before anything is decoded or copied."""
+def check_request_size(encoded: np.ndarray, max_request_bytes: int | None, name: str = "the request") -> None:
+    """Refuse a request whose encoded images (its `image` tensor, flat) add up to more than the server's limit
+    (`mnet serve --max-request-mb`), before anything is decoded or copied."""
     if max_request_bytes is None:
         return
-    size = sum(len(data) for data in np.asarray(images, dtype=object).reshape(-1)
-               if isinstance(data, (bytes, bytearray)))
+    size = sum(len(data) for data in encoded if isinstance(data, (bytes, bytearray)))
     if size > max_request_bytes:
         raise ImageError(name, f"its image data is {size / 2**20:.1f} MB, over this server's limit of "
                          f"{max_request_bytes / 2**20:g} MB", "Send a smaller file (re-encode it as JPEG, or downscale "
