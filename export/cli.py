@@ -372,7 +372,7 @@ def main() -> None:
     """The `mnet-export` entry point."""
     from runtime.console import run_app
 
-    run_app(app, "mnet-export", "train,export")
+    run_app(app, "mnet-export", "train,export", {"check": "export"})
 
 
 if __name__ == "__main__":

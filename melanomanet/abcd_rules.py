@@ -5,8 +5,8 @@ project's own lesion outline (what the runtime will see), never on the expert ma
 The asymmetry score is ordinal: one rule for "asymmetric about at least one axis", one for "about both".
 Agreement is estimated by cross-validation inside the annotated set (5 folds, repeated; the regularisation and
 the probability a positive needs chosen by an inner cross-validation in each training fold), never on a single
-split; the rules shipped are then fitted on every image. A structure is shown in reports only when its
-cross-validated kappa reaches SHOW_KAPPA."""
+split; the rules shipped are then fitted on every image. A colour or a structure is shown in reports only when
+its cross-validated kappa reaches SHOW_KAPPA."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from melanomanet.data.ph2 import COLOURS, image_and_mask_files, read_annotations
-from runtime.abcde.rules import STRUCTURES, TARGET_KINDS
+from runtime.abcde.rules import TARGET_KINDS
 
 STRENGTHS = (0.01, 0.03, 0.1)
 THRESHOLDS = (0.3, 0.5, 0.7)
@@ -137,7 +137,7 @@ def fit_rules(records: list[dict], progress: Callable[[str], None] | None = None
         runs = cross_validated(features, labels, kind)
         rule = fit(features, labels, choose_setting(features, labels, kind, 7), kind)
         rule["cross_validated"] = agreement(labels, runs, kind)
-        if target in STRUCTURES:
+        if kind == "binary":  # the colours and the structures
             rule["shown"] = rule["cross_validated"]["kappa"] >= SHOW_KAPPA
         rules["targets"][target] = rule
         if progress is not None:

@@ -28,7 +28,7 @@ from melanomanet.metrics import classification_report
 from melanomanet.model import build_model
 from melanomanet.options import Loss, Optimizer, Sampling, Scheduler
 from runtime.errors import ConfigError
-from runtime.manifest import CLASS_NAMES, Preprocessing
+from runtime.manifest import CLASS_NAMES, Preprocessing, untrained_classes
 
 
 @dataclass
@@ -199,11 +199,13 @@ def _train(config: TrainConfig, dist: Distributed, progress, found) -> dict:
         load_initial_weights(model, config.init_weights)
     if config.freeze_stages:
         model.freeze_stages(config.freeze_stages)
+    data_record = prepared.record(config.seed)
     manifest = make_manifest(model, config.image_size, config.trained_on, split_seed=config.seed,
                              preprocessing=input_preprocessing(model, config.image_size),
                              initial_weights=model.initial_weights,
+                             untrained_classes=untrained_classes(data_record),
                              extra={"train_config": asdict(config), "world_size": dist.world_size,
-                                    "data": prepared.record(config.seed)})
+                                    "data": data_record})
     train_loader, val_loader, sampler = make_loaders(config, image_root, labels, splits, manifest.preprocessing,
                                                      dist)
     weights = torch.from_numpy(class_weights(labels.targets[splits["train"]])).to(device) \

@@ -32,6 +32,7 @@ from runtime.outputs import (
     recorded_file,
     summary_writer,
 )
+from runtime.referral import review_reasons
 from runtime.render import Rendered, render_outputs
 from runtime.report import report_json
 from runtime.stages import Item, Stages, drive
@@ -39,8 +40,8 @@ from runtime.stages import Item, Stages, drive
 if TYPE_CHECKING:
     from runtime.result import Result
 
-SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", "flagged", "predictive_entropy",
-                  "report", "error")
+SUMMARY_FIELDS = ("input", "status", "label", "probability", "explained_class", "flagged", "review_reasons",
+                  "predictive_entropy", "report", "error")
 PENDING = ".pending"
 SUPERSEDED = "superseded"
 OUTPUT_SUFFIXES = (".json", ".png", ".gradcampp.png")
@@ -322,6 +323,7 @@ def _report_row(path: Path, report: dict, stem: str) -> dict:
     return _row(path, "ok", label=report["prediction"]["label"],
                 probability=round(report["prediction"]["probability"], 4),
                 explained_class=report["gradcampp"]["class"], flagged=report["uncertainty"]["flagged"],
+                review_reasons=review_reasons(report["referral"]),
                 predictive_entropy=round(report["uncertainty"]["predictive"], 4), report=f"{stem}.json")
 
 

@@ -19,6 +19,7 @@ from runtime.console import (
     BackendName,
     BackendOpt,
     DeviceIdOpt,
+    ForceScaleOpt,
     JsonOpt,
     LesionAtOpt,
     LogNamesOpt,
@@ -29,10 +30,12 @@ from runtime.console import (
     fail,
     guarded,
     progress_bar,
+    require_named_inputs,
     run_app,
     stdout,
 )
 from runtime.errors import ConfigError, MnetError
+from runtime.options import check_plausible_scale
 from runtime.serving import DEFAULT_MAX_REQUEST_MB
 
 
@@ -49,6 +52,7 @@ def run(
     class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class instead of the "
                                                       "predicted one (e.g. MEL).")] = None,
     mm_per_px: MmOpt = None,
+    force_scale: ForceScaleOpt = False,
     lesion_at: LesionAtOpt = None,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for ONNX Runtime (0: all).")] = 0,
     abcde: Annotated[bool, typer.Option(help="Run the ABCD analysis.")] = True,
@@ -77,6 +81,8 @@ def run(
 ):
     """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
     Rerunning into the same folder skips the images already done."""
+    require_named_inputs(inputs)
+    guarded(lambda: check_plausible_scale(mm_per_px, force_scale))
     if server is not None:
         local_only = {"--model": model is not None, "--mc-samples": mc_samples is not None, "--seed": seed != 0,
                       "--backend": backend != BackendName.ort_cpu, "--threads": threads != 0, "--no-abcde": not abcde,
@@ -176,7 +182,7 @@ STATUS_STYLE = {"ok": "[green]ok[/green]", "skipped": "[yellow]skipped[/yellow]"
 
 
 def _summary_table(outcomes):
-    table = Table("input", "status", "label", "p", "heatmap of", "review", "note")
+    table = Table("input", "status", "label", "p", "heatmap of", "review: why", "note")
     for column in table.columns:
         column.overflow = "fold"
     table.columns[0].min_width = 16
@@ -185,7 +191,8 @@ def _summary_table(outcomes):
         status = STATUS_STYLE.get(row["status"], "[red]failed[/red]")
         table.add_row(escape(row["input"]), status,
                       str(row["label"]), str(row["probability"]), str(row["explained_class"]),
-                      "[red]yes[/red]" if row["flagged"] is True else "", escape(str(row["error"])))
+                      f"[red]{escape(row['review_reasons'] or 'yes')}[/red]" if row["flagged"] is True else "",
+                      escape(str(row["error"])))
     console.print(table)
 
 
@@ -197,6 +204,7 @@ def abcde(
                                                 "image; rerunning skips the images done).")] = None,
     prior: Annotated[Optional[Path], typer.Option(help="The same lesion at an earlier visit (E; one image).")] = None,
     mm_per_px: MmOpt = None,
+    force_scale: ForceScaleOpt = False,
     lesion_at: LesionAtOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the measurements as JSON to this file "
                                                      "('-': to standard output instead of the summary).")] = None,
@@ -207,6 +215,8 @@ def abcde(
 ):
     """ABCD(E) criteria measured in OpenCV: segmentation, asymmetry, border, colours, diameter, evolution.
     One image: a table (or --json, --png). With -o: files per image and summary.csv."""
+    require_named_inputs(inputs)
+    guarded(lambda: check_plausible_scale(mm_per_px, force_scale))
     if out is None and len(inputs) == 1 and not inputs[0].is_dir():
         return _abcde_one(inputs[0], prior, mm_per_px, lesion_at, json_out, png_out)
     single_only = {"--prior": prior is not None, "--lesion-at": lesion_at is not None,

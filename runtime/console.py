@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from runtime.backends import BACKENDS
-from runtime.errors import MnetError
-from runtime.options import check_mm_per_px
+from runtime.errors import ConfigError, MnetError
+from runtime.options import PLAUSIBLE_MM_PER_PX, check_mm_per_px
 
 
 def _width(stream) -> int | None:
@@ -45,6 +45,13 @@ EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "timm": "train", "s
 DISTRIBUTION = "melanomanet-edge"
 
 
+def require_named_inputs(inputs: list[Path]) -> None:
+    """Every file or folder named on the command line exists, before anything is created (else exit 2)."""
+    missing = [str(path) for path in inputs if not (path.exists() or path.is_symlink())]
+    if missing:
+        fail(ConfigError(f"{', '.join(missing)}: no such file or folder; check the path (nothing was written)"))
+
+
 def _conventional_usage(argument) -> str:
     """An argument as POSIX usage lines write it: NAME when required, [NAME] when not, `...` when repeated
     (Typer 0.2x writes a required one as {name}, which reads like a placeholder to fill in)."""
@@ -56,9 +63,10 @@ def _conventional_usage(argument) -> str:
 typer.core.TyperArgument._usage_display_name = _conventional_usage
 
 
-def run_app(app: typer.Typer, program: str, extras: str) -> None:
+def run_app(app: typer.Typer, program: str, extras: str, command_extras: dict[str, str] | None = None) -> None:
     """Run a CLI app; a command whose optional extra is not installed ends with one line naming the extra to
-    install (exit 2) rather than a traceback. `extras`: what the app's own commands need, e.g. "train,export"."""
+    install (exit 2) rather than a traceback. `extras`: what the app's commands need, e.g. "train,export";
+    `command_extras`: the commands that need less, and what ("check": "export")."""
     import sys
 
     try:
@@ -68,8 +76,10 @@ def run_app(app: typer.Typer, program: str, extras: str) -> None:
         extra = EXTRA_OF_MODULE.get(missing)
         if extra is None:
             raise
-        command = " ".join([program] + [word for word in sys.argv[1:2] if not word.startswith("-")])
-        needed = extras if extra in extras.split(",") else f"{extras},{extra}"
+        words = [word for word in sys.argv[1:2] if not word.startswith("-")]
+        command = " ".join([program] + words)
+        wanted = (command_extras or {}).get(words[0], extras) if words else extras
+        needed = wanted if extra in wanted.split(",") else ",".join(filter(None, (wanted, extra)))
         console.print("[red]error:[/red] " + escape(
             f"`{command}` needs {missing} (the `{extra}` extra), which is not installed here: pip install "
             f"'{DISTRIBUTION}[{needed}]'. The runtime commands (mnet run, abcde, bench, doctor) need no extra; "
@@ -187,7 +197,12 @@ def point(value: str | None) -> tuple[float, float] | None:
 BackendOpt = Annotated[BackendName, typer.Option(help=f"{', '.join(BACKENDS[:-1])} (ONNX Runtime providers) or "
                                                       f"{BACKENDS[-1]} (a .engine file).")]
 MmOpt = Annotated[Optional[float], typer.Option(callback=positive, help="Millimetres per pixel from the "
-                                                "dermatoscope's calibration (diameters in mm; > 0).")]
+                                                "dermatoscope's calibration (diameters in mm; "
+                                                f"{PLAUSIBLE_MM_PER_PX[0]:g}-{PLAUSIBLE_MM_PER_PX[1]:g} unless "
+                                                "--force-scale).")]
+ForceScaleOpt = Annotated[bool, typer.Option(help="Use a --mm-per-px outside "
+                                             f"{PLAUSIBLE_MM_PER_PX[0]:g}-{PLAUSIBLE_MM_PER_PX[1]:g} mm per pixel, "
+                                             "the range of dermatoscopes and cameras.")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write every figure to this JSON file.")]
 OperatorOpt = Annotated[Optional[str], typer.Option(help="Who runs the predictions (an operator id, not a patient's "
                                                     "name), recorded in the audit log.")]

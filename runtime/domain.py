@@ -49,18 +49,28 @@ def domain_features(rgb: np.ndarray, small: np.ndarray | None = None) -> np.ndar
                      (lightness < 40).mean(), np.percentile(lightness, 95) - np.percentile(lightness, 5)])
 
 
-def domain_warnings(rgb: np.ndarray) -> list[str]:
-    """Plain-words warnings for an input outside the training domain (empty: none found)."""
+GREYSCALE, NOT_DERMOSCOPY = "greyscale", "not_dermoscopy"
+
+
+def domain_warnings(rgb: np.ndarray) -> list[dict]:
+    """What the input-domain check found (empty: nothing): each finding's `kind` (GREYSCALE or NOT_DERMOSCOPY)
+    and its plain-words `detail`."""
     small = thumbnail(rgb)
     greyscale_view = small if max(rgb.shape[:2]) > 64 else rgb
     spread = greyscale_view.max(axis=2).astype(np.int16) - greyscale_view.min(axis=2)
     if np.percentile(spread, 95) < GREYSCALE_CHROMA:
-        return ["the image has no colour (greyscale): the model was trained on colour dermoscopy, so its answer "
-                "is not meaningful here"]
+        return [{"kind": GREYSCALE, "detail": "the image has no colour (greyscale): the model was trained on colour "
+                                              "dermoscopy, so its answer is not meaningful here"}]
     if not_dermoscopy_score(rgb, small) > NOT_DERMOSCOPY_THRESHOLD:
-        return ["the image does not look like dermoscopy (a clinical or phone photo?): the model was trained on "
-                "dermoscopic images, so its answer may not hold"]
+        return [{"kind": NOT_DERMOSCOPY, "detail": "the image does not look like dermoscopy (a clinical or phone "
+                                                   "photo?): the model was trained on dermoscopic images, so its "
+                                                   "answer may not hold"}]
     return []
+
+
+def image_domain(warnings: list[dict]) -> str:
+    """What kind of image the ABCD readings are taken on: "dermoscopy" unless a finding says otherwise."""
+    return warnings[0]["kind"] if warnings else "dermoscopy"
 
 
 def not_dermoscopy_score(rgb: np.ndarray, small: np.ndarray | None = None) -> float:

@@ -36,7 +36,8 @@ _PILLOW_LIMIT_LIFTED = threading.Lock()
 def load_image(path: str | Path) -> np.ndarray:
     """Decode any common image file to an H x W x 3 RGB uint8 array, turned upright as its EXIF orientation says.
 
-    Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled to 8 bits.
+    Grayscale is replicated to three channels, transparency is composited on white (a fully transparent image is
+    refused), 16-bit images are scaled to 8 bits.
     """
     return read_image(path)[0]
 
@@ -133,13 +134,23 @@ def to_rgb8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+        image = composite_on_white(image, source)
     elif image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     else:
         raise ImageError(source, f"{image.shape[2]} channels", "Convert it to RGB.")
     check_size(image, source)
     return np.ascontiguousarray(image)
+
+
+def composite_on_white(bgra: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
+    """RGB of an 8-bit BGRA image laid on white, as a viewer shows it; an image with nothing opaque is refused."""
+    alpha = bgra[..., 3:].astype(np.float32) / 255
+    if not np.any(alpha > 0):
+        raise ImageError(source, "is fully transparent (its alpha channel is 0 everywhere): there is nothing to see",
+                         "Export the image without transparency.")
+    rgb = cv2.cvtColor(np.ascontiguousarray(bgra[..., :3]), cv2.COLOR_BGR2RGB).astype(np.float32)
+    return np.round(rgb * alpha + 255 * (1 - alpha)).astype(np.uint8)
 
 
 def check_size(image: np.ndarray, source: str | Path = "<array>") -> None:

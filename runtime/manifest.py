@@ -93,6 +93,7 @@ class Manifest:
     precision: str = "fp32"  # of the graph's weights and arithmetic: fp32, fp16 or int8 (QDQ)
     quantization: dict = field(default_factory=dict)  # how a reduced-precision bundle was made and its fidelity
     initial_weights: dict = field(default_factory=dict)  # where training started: package/hub, file sha256; {} random
+    untrained_classes: tuple[str, ...] = ()  # classes without a training image: never learnt, so never ruled out
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -106,6 +107,9 @@ class Manifest:
         if not (isinstance(self.mc_samples, int) and self.mc_samples >= 1):
             raise ManifestError(f"mc_samples {self.mc_samples!r} must be a whole number of at least 1")
         ReferralRule.from_dict(self.referral, self.flag_threshold)
+        unknown = sorted(set(self.untrained_classes) - set(names))
+        if unknown:
+            raise ManifestError(f"untrained_classes {unknown!r} are not among the class names {list(names)!r}")
         if self.precision not in GRAPH_PRECISIONS:
             raise ManifestError(f"precision {self.precision!r} is not one of {', '.join(GRAPH_PRECISIONS)}")
 
@@ -152,6 +156,7 @@ class Manifest:
                                 interpolation=pre["interpolation"])
             known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
             known["class_names"] = tuple(known.get("class_names", CLASS_NAMES))
+            known["untrained_classes"] = tuple(known.get("untrained_classes", untrained_classes(extra.get("data"))))
             return cls(preprocessing=pre, **known)
         except ManifestError as error:
             raise ManifestError(f"{source}: malformed manifest: {error}; re-export the model with mnet-export") \
@@ -159,6 +164,17 @@ class Manifest:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ManifestError(f"{source}: malformed manifest ({type(error).__name__}: {error}); re-export the "
                                 "model with mnet-export") from None
+
+
+def untrained_classes(data_record: dict | None) -> tuple[str, ...]:
+    """The classes a training data record (`extra.data`) gave no training image, in the model's order: those of
+    its split's training part when recorded, else those absent from the data."""
+    if not isinstance(data_record, dict):
+        return ()
+    trained = data_record.get("split", {}).get("parts", {}).get("train", {}).get("per_class")
+    if isinstance(trained, dict):
+        return tuple(name for name in data_record.get("class_names", CLASS_NAMES) if not trained.get(name))
+    return tuple(data_record.get("absent_classes", ()))
 
 
 def sha256_file(path: str | Path) -> str:

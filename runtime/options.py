@@ -25,6 +25,21 @@ def check_mm_per_px(value: float | None, option: str = "--mm-per-px") -> float |
     return number
 
 
+# The scales a dermatoscope or a camera gives a lesion: a dermatoscope's field of 10-25 mm over 500-6000 px (about
+# 0.003-0.05 mm per pixel), a phone photo of a lesion 0.02-0.5 mm per pixel. The command line refuses a value
+# outside PLAUSIBLE_MM_PER_PX unless told --force-scale (a typo of 5 for 0.05 makes a 2-metre lesion).
+PLAUSIBLE_MM_PER_PX = (0.001, 1.0)
+
+
+def check_plausible_scale(value: float | None, force: bool) -> None:
+    """Refuse a --mm-per-px outside PLAUSIBLE_MM_PER_PX unless `force` (--force-scale)."""
+    low, high = PLAUSIBLE_MM_PER_PX
+    if value is not None and not force and not low <= value <= high:
+        raise ConfigError(f"--mm-per-px {value:g} is outside what a dermatoscope or a camera gives ({low:g}-{high:g} "
+                          "mm per pixel; 0.01-0.05 is typical of dermoscopy): check the calibration, or add "
+                          "--force-scale to use it anyway")
+
+
 def check_position(value: tuple[float, float] | None, option: str = "--lesion-at") -> tuple[float, float] | None:
     """None, or (x, y): a pixel position of the upright image, both finite and 0 or more."""
     if value is None:

@@ -72,10 +72,20 @@ def prepare_output(out: Path, run: dict, force: bool) -> None:
     if recorded is not None and recorded != run and not force:
         changed = sorted(k for k in set(run["options"]) | set(recorded.get("options", {}))
                          if run["options"].get(k) != recorded.get("options", {}).get(k))
-        what = "model" if recorded.get("model_sha256") != run["model_sha256"] else ", ".join(changed) or "run record"
+        what = ("model" if recorded.get("model_sha256") != run["model_sha256"]
+                else ", ".join(option_name(key) for key in changed) or "run record")
         raise ConfigError(f"-o {out}: holds the reports of another run (different {what}); use another folder, "
                           "or --force to redo every image there (the earlier reports move to superseded/)")
     write_atomic(out / RUN_FILE, json.dumps(run, indent=2).encode())
+
+
+# run.json's option keys that are not their command-line option's name with dashes.
+OPTION_NAMES = {"cam_class": "--class", "verified": "--verify/--no-verify", "abcde": "--abcde/--no-abcde"}
+
+
+def option_name(key: str) -> str:
+    """The command-line option a run.json key records ("cam_class" -> "--class")."""
+    return OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
 
 
 def _recorded_run(out: Path) -> dict | None:

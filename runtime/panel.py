@@ -40,6 +40,17 @@ TILE_W, TILE_H, GAP = 440, 330, 16
 WIDTH = 3 * TILE_W + 4 * GAP
 RULE = (222, 226, 230)
 MAX_HEIGHT = 4000
+ABCD_HEADINGS = {
+    "dermoscopy": "ABCD criteria (Stolz's ABCD rule of dermoscopy)",
+    "not_dermoscopy": "ABCD criteria of a clinical photo (the naked-eye ABCD checklist: asymmetry, border, "
+                      "diameter; Stolz's dermoscopy rule does not apply)",
+    "greyscale": "ABCD criteria of a greyscale image (shape and size only)",
+}
+NOT_LEARNT = "not learnt: no training image of this class, so nothing is ruled out"
+UNCERTAINTY_MEANING = (
+    "MC dropout here switches off features only before the last layer: it shows how steady the answer is when "
+    "the model leans on other features, not what the model has never seen. A low figure is no sign that the image "
+    "is like the training images (the input-domain check looks at that).")
 CONCEPT_LEGEND = ("In plain words: a positive cos means the image looks like the concept to the model; a positive dd "
                   "means the concept pushes the model towards the explained class. (cos: cosine of the embedding "
                   "with the concept vector; dd: directional derivative of the explained class's logit along it, "
@@ -102,9 +113,10 @@ def _tiles(canvas, result, top) -> int:
         heat = outline(heat, result.lesion_mask, (255, 255, 255), max(2, rgb.shape[0] // 200))
     explained = result.class_names[result.cam_class]
     tiles = [rgb, heat, abcd_tile(result)]
+    rows, columns = result.heatmap_grid
     captions = ["Image", f"GradCAM++ of {explained}" + ("" if explained == result.label else
-                                                         f" (requested; predicted {result.label})"),
-                _abcd_caption(result.abcde or {})]
+                                                         f" (requested; predicted {result.label})")
+                + f": a {rows} x {columns} grid, smoothed to the image's size", _abcd_caption(result.abcde or {})]
     caption_ends = []
     for index, (picture, caption) in enumerate(zip(tiles, captions)):
         left = GAP + index * (TILE_W + GAP)
@@ -112,10 +124,16 @@ def _tiles(canvas, result, top) -> int:
         caption_ends.append(paragraph(canvas, caption, (left, top + TILE_H + 20), TILE_W, 0.5,
                                       INK if index == 1 else MUTED, 2 if index == 1 and explained != result.label
                                       else 1))
+    heat_left = GAP + TILE_W + GAP
+    if result.alignment and not result.alignment["pointing_game"]:
+        caption_ends[1] = paragraph(
+            canvas, f"Its peak lies outside the lesion outline ({result.alignment['inside_share']:.0%} of the "
+                    "attention inside): the model may be looking at the skin or an artefact, not the lesion.",
+            (heat_left, caption_ends[1]), TILE_W, 0.45, AMBER, 1)
     legend_top = max(caption_ends) - 7  # under the longest caption, however many lines it wrapped to
     empty = not np.any(result.heatmap > 0)
     ends = [legend_top + 6,
-            _colour_bar(canvas, GAP + TILE_W + GAP, legend_top, TILE_W, empty),
+            _colour_bar(canvas, heat_left, legend_top, TILE_W, empty),
             _abcd_legend(canvas, GAP + 2 * (TILE_W + GAP), legend_top, TILE_W, result.abcde)]
     end = max(ends)
     cv2.line(canvas, (GAP, end), (WIDTH - GAP, end), RULE, 1)
@@ -196,10 +214,16 @@ def _probability_bars(canvas, result, left, top, width) -> int:
     for index, (label, probability) in enumerate(zip(labels, result.probabilities)):
         lines = wrap(label, label_width - 8, 0.45)
         row = max(28, 16 * len(lines) + 10)
+        learnt = result.class_names[index] not in result.untrained_classes
         for number, line in enumerate(lines):
-            text(canvas, line, (left, y + 12 + number * 16), 0.45, INK, 2 if index == result.cam_class else 1)
-        colour = BLUE if index == predicted else (173, 181, 189)
+            text(canvas, line, (left, y + 12 + number * 16), 0.45, INK if learnt else MUTED,
+                 2 if index == result.cam_class else 1)
         x0 = left + label_width
+        if not learnt:
+            text(canvas, NOT_LEARNT, (x0, y + 13), 0.45, MUTED)
+            y += row
+            continue
+        colour = BLUE if index == predicted else (173, 181, 189)
         cv2.rectangle(canvas, (x0, y), (x0 + scale, y + 16), (241, 243, 245), -1)
         cv2.rectangle(canvas, (x0, y), (x0 + int(scale * probability), y + 16), colour, -1)
         centre = x0 + int(scale * mean[index])
@@ -226,23 +250,22 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     asymmetry, border, colour, diameter = abcde["asymmetry"], abcde["border"], abcde["color"], abcde["diameter"]
     size = (f"{diameter['feret_mm']:.1f} mm" if diameter["feret_mm"] is not None
             else f"{diameter['feret_px']:.0f} px (no --mm-per-px calibration, so no mm)")
-    named = ", ".join(name.replace("_", " ") for name in colour["present"]) or "none"
+    a_points, b_points = asymmetry["points"], border["cutoff_segments"]
     lines = [
-        ("", "ABCD criteria (Stolz's ABCD rule of dermoscopy)", "heading"),
-        ("A", f"{asymmetry['points']} points of 0-2 " + ("(the asymmetry rule fitted to PH2's dermatologists; "
+        ("", ABCD_HEADINGS.get(abcde.get("domain", "dermoscopy"), ABCD_HEADINGS["dermoscopy"]), "heading"),
+        ("A", f"{counted(a_points, 'point')} of 0-2 " + ("(the asymmetry rule fitted to PH2's dermatologists; "
               if asymmetry.get("fitted") else "(") + f"geometrically asymmetric about {asymmetry['geometric_points']}"
               f" of 2 principal axes: shape {asymmetry['shape']:.2f}, colour {asymmetry['color']:.2f})", None),
-        ("B", f"abrupt pigment cut-off in {border['cutoff_segments']} of 8 border sectors: "
-              f"{border['cutoff_segments']} points of 0-8 (compactness {border['compactness']:.2f}; a circle is "
-              "1.00)", None),
-        ("C", f"{colour['count']} dermoscopic colours ({named}): {colour['count']} points of 1-6", None),
+        ("B", f"abrupt pigment cut-off in {b_points} of 8 border sectors: {counted(b_points, 'point')} of 0-8 "
+              f"(compactness {border['compactness']:.2f}; a circle is 1.00)", None),
+        ("C", colour_text(colour), None),
         ("D", f"here the maximum diameter, {size}" + (", above 6 mm" if diameter["large"] else "")
               + "; not Stolz's D (differential structures), " + structures_text(abcde.get("structures")), None),
     ]
     partial = abcde.get("partial_score")
     if partial:
-        lines.append(("", f"Partial score (A, B and C terms only) = 1.3 x {asymmetry['points']} + 0.1 x "
-                          f"{border['cutoff_segments']} + 0.5 x {colour['count']} = {partial['value']:.2f}. It lacks "
+        lines.append(("", f"Partial score (A, B and C terms only) = 1.3 x {a_points} + 0.1 x {b_points} + 0.5 x "
+                          f"{colour['count']} = {partial['value']:.2f}. It lacks "
                           "the rule's D term, so it is not a Total Dermoscopy Score and says nothing against TDS "
                           "cut-offs; it only summarises what was measured.", MUTED))
     flags = abcde["segmentation"]["flags"]
@@ -251,8 +274,29 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
     return lines
 
 
+def counted(number: int, noun: str) -> str:
+    """'1 point', '2 points'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def colour_text(colour: dict) -> str:
+    """C: the dermoscopic colours measured reliably and their points, which are not measured, or why none is read."""
+    if colour.get("status") == "not_applicable":
+        return f"not applicable: {colour['reason']}"
+    count = colour["count"]
+    named = ", ".join(name.replace("_", " ") for name in colour["present"]) or "none"
+    line = f"{counted(count, 'dermoscopic colour')} ({named}): {counted(count, 'point')} of 1-6"
+    unreliable = colour.get("not_measured") or []
+    if unreliable:
+        line += (f"; not measured: {', '.join(name.replace('_', ' ') for name in unreliable)} (agreement with "
+                 "dermatologists below kappa 0.4), so the count is a lower bound")
+    return line
+
+
 def structures_text(structures: dict | None) -> str:
     """Which dermoscopic structures were looked for (those agreeing with dermatologists at kappa >= 0.4) and seen."""
+    if structures and structures.get("status") == "not_applicable":
+        return "and dermoscopic structures are not applicable here"
     if not structures or not structures["measured"]:
         return "which is not measured"
     seen = ", ".join(name.replace("_", " ") for name in structures["present"]) or "none"
@@ -271,16 +315,17 @@ def retry_advice(abcde: dict) -> str:
 def _facts(canvas, result, left, top, width) -> int:
     u = result.uncertainty
     most = float(np.log(len(result.class_names)))
-    lines = [("Uncertainty (MC dropout)", "heading"),
-             (f"How unsure the model is: {u.predictive / most:.0%} of the most it can be; of that, "
-              f"{u.epistemic / max(u.predictive, 1e-12):.0%} is the model's own doubt (what more training data "
-              "could fix), the rest the image's ambiguity.", None),
+    lines = [("Uncertainty (MC dropout at the head)", "heading"),
+             (f"How spread the answer is: {u.predictive / most:.0%} of the most it can be; of that, "
+              f"{u.epistemic / max(u.predictive, 1e-12):.0%} changes as dropout switches features off, the rest "
+              "is spread in every sample.", None),
+             (UNCERTAINTY_MEANING, None),
              (f"entropy {u.predictive:.3f} = aleatoric {u.aleatoric:.3f} + epistemic {u.epistemic:.3f} nats; "
               f"{u.mc_samples} samples, seed {result.mc_seed}", MUTED)]
     lines += [(f"{key}  {value}" if key else value, colour) for key, value, colour in abcd_lines(result.abcde)]
     if result.alignment:
         lines.append((f"attention inside the lesion {result.alignment['inside_share']:.0%}, peak "
-                      f"{'inside' if result.alignment['pointing_game'] else 'outside'}", MUTED))
+                      f"{'inside' if result.alignment['pointing_game'] else 'outside'} it", MUTED))
     y = top + 8
     for value, colour in lines:
         if colour == "heading":

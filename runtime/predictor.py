@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import Analysis, analyze_view, bounded_view
+from runtime.abcde.analyze import DERMOSCOPY, Analysis, analyze_view, bounded_view
 from runtime.abcde.api import check_point
 from runtime.audit import AuditLog, prediction_entry, sha256_bytes
 from runtime.backends import Backend, open_backend
@@ -25,7 +25,7 @@ from runtime.contract import (
     MC_MASK,
     check_graph,
 )
-from runtime.domain import domain_warnings
+from runtime.domain import domain_warnings, image_domain
 from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
@@ -56,7 +56,8 @@ class Prepared:
     timings: dict
     view: np.ndarray
     factor: float
-    input_warnings: list[str]
+    input_warnings: list[dict]
+    sha256: str  # of the input as given (`input_digest`)
 
 
 class Predictor:
@@ -147,7 +148,7 @@ class Predictor:
         warnings = domain_warnings(view)
         return Prepared(name, rgb, header, tensor, {"decode": _ms(started, decoded),
                                                     "preprocess": _ms(decoded, time.perf_counter())}, view, factor,
-                        warnings)
+                        warnings, input_digest(image))
 
     def infer(self, prepared: Prepared, requested: int | None = None) -> dict:
         started = time.perf_counter()
@@ -157,13 +158,15 @@ class Predictor:
 
     def measure(self, prepared: Prepared, mm_per_px: float | None = None,
                 lesion_at: tuple[float, float] | None = None) -> Analysis:
-        """ABCD on the prepared image's view (with the predictor's calibration and lesion point unless given)."""
+        """ABCD on the prepared image's view (with the predictor's calibration and lesion point unless given), with
+        the dermoscopic readings where the input-domain check found the image to be dermoscopy."""
         mark = time.perf_counter()
         calibration = mm_per_px if mm_per_px is not None else self.mm_per_px
         point = lesion_at if lesion_at is not None else self.lesion_at
         if point is not None:
             check_point(point, prepared.rgb, prepared.name)
-        found = analyze_view(prepared.view, prepared.factor, calibration, point)
+        found = analyze_view(prepared.view, prepared.factor, calibration, point,
+                             image_domain(prepared.input_warnings))
         prepared.timings["abcde"] = _since(mark)
         return found
 
@@ -199,7 +202,8 @@ class Predictor:
             alignment = attention_alignment(heatmap, mask) if mask is not None else None
             timings["abcde"] = round(timings["abcde"] + _since(mark), 3)
         concepts = None
-        if self.concepts is not None:
+        # Concept vectors are learnt on dermoscopic images: on any other image their scores would be claims too.
+        if self.concepts is not None and image_domain(prepared.input_warnings) == DERMOSCOPY:
             concepts = self.concepts.score(outputs[EMBEDDING][0], target, self.manifest.class_names)
         timings["total"] = round(sum(value for stage, value in timings.items() if stage != "total") - overlapped, 3)
         header = prepared.header
@@ -208,8 +212,9 @@ class Predictor:
                       abcde=analysis, alignment=alignment, lesion_mask=mask, timings_ms=timings,
                       model=self.model_info, class_names=self.manifest.class_names, is_demo=self.manifest.is_demo,
                       concepts=concepts, referral=referral, temperature=temperature,
-                      input_info={"format": header["format"], "exif_orientation": header["exif_orientation"]},
-                      view_rgb=view, mc_seed=self.seed)
+                      input_info={"format": header["format"], "exif_orientation": header["exif_orientation"],
+                                  "sha256": prepared.sha256},
+                      view_rgb=view, mc_seed=self.seed, untrained_classes=self.manifest.untrained_classes)
 
     def _infer(self, tensor: np.ndarray, requested: int | None) -> dict:
         feed = {IMAGE: tensor, MC_MASK: self.mc_mask}
@@ -255,18 +260,18 @@ class Predictor:
         finished = [item.result for item in drive(self.stages, items, pool if len(items) > 1 else None,
                                                   ahead=max(1, len(items)), together=together)]
         if self.audit is not None:
-            self._log(images, names, options, finished)
+            self._log(names, options, finished)
         return finished
 
-    def _log(self, images: list, names: list, options: list[ImageOptions], results: list) -> None:
+    def _log(self, names: list, options: list[ImageOptions], results: list) -> None:
         """One audit record per prediction made: the input's sha256 (never its pixels), the settings, the
         outputs and the sha256 of the report as `report_json` serialises it (what a server sends)."""
-        for image, name, asked, result in zip(images, names, options, results):
+        for name, asked, result in zip(names, options, results):
             if isinstance(result, MnetError):
                 continue
             self.audit.record(prediction_entry(
                 report_json(result.to_dict()), self.manifest, self.audit_options(asked),
-                input_sha256=input_digest(image), input_name=(name or result.image)
+                input_sha256=result.input_info["sha256"], input_name=(name or result.image)
                 if self.audit.identity.log_names else None))
 
     def audit_options(self, asked: ImageOptions = ImageOptions()) -> dict:

@@ -17,8 +17,9 @@ SCORES = UNCERTAINTY_SCORES + ("class_probability",)
 SCORE_LABELS = {"predictive": "entropy", "epistemic": "mutual information", "max_probability": "1 - max p",
                 "class_probability": "p"}
 DEFAULT_CHOSEN_BY = "the paper's default, not chosen on data"
-# Classes whose top prediction always refers: the malignant ones, and AK as a precursor of SCC.
+# Classes whose top prediction always refers: the malignant ones, and AK, pre-malignant (a precursor of SCC).
 MALIGNANT_CLASSES = ("MEL", "BCC", "SCC", "AK")
+PRE_MALIGNANT_CLASSES = ("AK",)
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,28 @@ class ReferralRule:
 
 
 def review(rule: ReferralRule, uncertainty, probabilities: np.ndarray, class_names, input_warnings=()) -> dict:
-    """The decision and every trigger that fired: a malignant top prediction, the rule, an input warning. JSON
-    keys: the rule's, `value` (its score), `flagged`, `reason` (one line), `triggers` ({kind, detail} each)."""
+    """The decision and every trigger that fired: a malignant or pre-malignant top prediction, the rule, an input
+    warning (`runtime.domain`). JSON keys: the rule's, `value` (its score), `flagged`, `reason` (one line),
+    `triggers` ({kind, label, detail} each; `label`: the trigger in a few words, as `review_reasons` lists it)."""
     value = rule.value(uncertainty, probabilities, class_names)
     label = class_names[int(np.argmax(probabilities))]
     triggers = []
     if label in MALIGNANT_CLASSES:
-        triggers.append({"kind": "malignant_prediction",
-                         "detail": f"top prediction {label} is a malignant class (always referred)"})
+        kind = "pre-malignant" if label in PRE_MALIGNANT_CLASSES else "malignant"
+        triggers.append({"kind": "malignant_prediction", "label": f"{kind} class {label}",
+                         "detail": f"top prediction {label} is a {kind} class (always referred)"})
     if rule.refers(value):
-        triggers.append({"kind": rule.score, "detail": rule.describe(value)})
-    triggers += [{"kind": "input_domain", "detail": warning} for warning in input_warnings]
+        short = f"{rule.class_name} threshold" if rule.class_name else f"uncertainty ({SCORE_LABELS[rule.score]})"
+        triggers.append({"kind": rule.score, "label": short, "detail": rule.describe(value)})
+    triggers += [{"kind": "input_domain", "label": warning["kind"].replace("_", " "), "detail": warning["detail"]}
+                 for warning in input_warnings]
     reason = "; ".join(trigger["detail"] for trigger in triggers) if triggers else (
-        f"no trigger fired: {rule.describe(value)}; top prediction {label} is not a malignant class")
+        f"no trigger fired: {rule.describe(value)}; top prediction {label} is not a malignant or pre-malignant "
+        "class")
     return {**rule.to_dict(), "value": value, "flagged": bool(triggers), "reason": reason, "triggers": triggers}
+
+
+def review_reasons(referral: dict | None) -> str:
+    """Each trigger that referred an image, in a few words ("not dermoscopy; MEL threshold"): the
+    `review_reasons` column of summary.csv and the terminal table. Empty: none fired."""
+    return "; ".join(trigger.get("label", trigger["kind"]) for trigger in (referral or {}).get("triggers", []))

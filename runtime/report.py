@@ -29,6 +29,8 @@ class Explained(Protocol):
     temperature: float
     timings_ms: dict
     is_demo: bool
+    untrained_classes: tuple[str, ...]
+    heatmap_grid: tuple[int, int]
 
 REPORT_SCHEMA = "mnet.report/1"
 DEMO_DISCLAIMER = ("DEMO WEIGHTS trained on synthetic lesions: these outputs say nothing about this lesion. "
@@ -64,6 +66,7 @@ def report_dict(result: Explained) -> dict:
             "description": CLASS_DESCRIPTIONS.get(label, label),
             "probability": float(result.probabilities.max()),
             "probabilities": {name: round(float(p), 6) for name, p in zip(names, result.probabilities)},
+            "untrained_classes": list(result.untrained_classes),
         },
         "uncertainty": {
             "mean_probabilities": {n: round(float(p), 6) for n, p in zip(names, uncertainty.mean_probabilities)},
@@ -80,7 +83,9 @@ def report_dict(result: Explained) -> dict:
         "calibration": {"temperature": result.temperature,
                         "calibrated": result.temperature != 1.0},
         "gradcampp": {"class": names[result.cam_class], "heatmap": None,
-                      "alignment": result.alignment},
+                      "heatmap_grid": list(result.heatmap_grid), "alignment": result.alignment,
+                      "peak_outside_lesion": None if result.alignment is None
+                      else not result.alignment["pointing_game"]},
         "abcde": result.abcde,
         "concepts": result.concepts,
         "timings_ms": dict(result.timings_ms),

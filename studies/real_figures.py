@@ -85,6 +85,9 @@ def macro_auc(targets, probabilities, present):
     return statistic
 
 
+DOMAIN_CROSS_VALIDATED_AUROC = 0.971  # studies/domain_check.py, printed by it
+
+
 def sensitivity_at(positive, decided):
     return lambda idx: float(decided[idx][positive[idx]].mean()) if positive[idx].any() else None
 
@@ -139,7 +142,8 @@ def histogram_baseline(train_files, train_targets, test_files, classes: int) -> 
 
 
 def subgroups(metadata: dict, images, targets, probabilities, groups, names, mel_threshold) -> dict:
-    """Balanced accuracy and melanoma sensitivity by sex, age band and body site (HAM10000's metadata)."""
+    """Balanced accuracy, and melanoma sensitivity and specificity at the threshold, by sex, age band and body site
+    (HAM10000's metadata)."""
     def band(age: str) -> str:
         if not age:
             return "unknown"
@@ -161,7 +165,9 @@ def subgroups(metadata: dict, images, targets, probabilities, groups, names, mel
                 "images": int(len(idx)), "melanomas": int(melanoma[idx].sum()),
                 "balanced_accuracy": with_interval(statistic, groups[idx]),
                 "melanoma_sensitivity": with_interval(sensitivity_at(melanoma[idx], flagged[idx]), groups[idx])
-                if melanoma[idx].any() else None}
+                if melanoma[idx].any() else None,
+                "melanoma_specificity": with_interval(specificity_at(melanoma[idx], flagged[idx]), groups[idx])
+                if (~melanoma[idx]).any() else None}
     return table
 
 
@@ -181,6 +187,7 @@ def referral_figures(val, test, val_targets, test_targets, names) -> dict:
     for label, referred in (("shipped rule", shipped), ("20 % referral rate (predictive entropy)", rate_rule)):
         rows[label] = {"referred": float(referred.mean()),
                        "melanomas_referred": float(referred[melanoma].mean()) if melanoma.any() else None,
+                       "others_kept": float((~referred)[~melanoma].mean()) if (~melanoma).any() else None,
                        "accuracy_kept": float(correct[~referred].mean()) if (~referred).any() else None,
                        "accuracy_all": float(correct.mean())}
     rows["20 % referral rate (predictive entropy)"]["threshold"] = float(threshold)
@@ -352,23 +359,24 @@ def markdown(figures: dict) -> str:
         out += ["", f"Melanoma at the bundle's threshold p(MEL) >= {row['threshold']:.4f} ({rule['chosen_by']}): "
                     f"sensitivity {cell(row['sensitivity'])}, specificity {cell(row['specificity'])}."]
     out += ["", "![confusion](confusion.png) ![roc](roc.png)", "", "## Subgroups (HAM10000 metadata)", "",
-            "| group | value | images | melanomas | balanced accuracy | melanoma sensitivity at the threshold |",
-            "| --- | --- | --- | --- | --- | --- |"]
+            "| group | value | images | melanomas | balanced accuracy | melanoma sensitivity at the threshold | "
+            "melanoma specificity at the threshold |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, rows in figures["subgroups"].items():
         for value, row in rows.items():
             out.append(f"| {key.replace('_', ' ')} | {value} | {row['images']} | {row['melanomas']} | "
-                       f"{cell(row['balanced_accuracy'])} | {cell(row['melanoma_sensitivity'])} |")
+                       f"{cell(row['balanced_accuracy'])} | {cell(row['melanoma_sensitivity'])} | "
+                       f"{cell(row.get('melanoma_specificity'))} |")
     out += ["", f"## Calibration (temperature {figures['temperature']:.3f}, fitted on the validation split)", "",
             "| | ECE | MCE | NLL | Brier |", "| --- | --- | --- | --- | --- |"]
     for name in ("before", "after"):
         row = figures["calibration"][name]
         out.append(f"| {name} | {row['ece']:.4f} | {row['mce']:.4f} | {row['nll']:.4f} | {row['brier']:.4f} |")
     out += ["", "## Referral on the held-out split", "",
-            "| rule | referred | melanomas referred | accuracy of the kept | accuracy of all |",
-            "| --- | --- | --- | --- | --- |"]
+            "| rule | referred | melanomas referred (sensitivity) | other lesions kept (specificity) | accuracy of "
+            "the kept | accuracy of all |", "| --- | --- | --- | --- | --- | --- |"]
     for name, row in figures["referral"].items():
         out.append(f"| {name} | {row['referred']:.3f} | {cell(row['melanomas_referred'])} | "
-                   f"{cell(row['accuracy_kept'])} | {row['accuracy_all']:.3f} |")
+                   f"{cell(row.get('others_kept'))} | {cell(row['accuracy_kept'])} | {row['accuracy_all']:.3f} |")
     out += ["", "Risk-coverage (balanced accuracy of the kept images as the most uncertain are referred):", "",
             "| score | AURC | 0 % | 10 % | 20 % | 30 % |", "| --- | --- | --- | --- | --- | --- |"]
     for name, curve in figures["risk_coverage"].items():
@@ -379,7 +387,10 @@ def markdown(figures: dict) -> str:
     out += ["", "![risk-coverage](risk_coverage.png)", "",
             f"## Out of distribution: {ood['photos']} PAD-UFES-20 smartphone photos against the held-out dermoscopy",
             "", "| score | AUROC |", "| --- | --- |"]
-    out += [f"| {name} | {cell(value)} |" for name, value in ood["auroc"].items()]
+    out += [f"| {name} | {cell(value)} |" if name != "domain" else
+            f"| domain (in-sample: the check was fitted on these {ood['photos']} photos; out of sample, five-fold "
+            f"cross-validated, {DOMAIN_CROSS_VALIDATED_AUROC}: studies/domain_check.py) | {cell(value)} |"
+            for name, value in ood["auroc"].items()]
     out += ["", f"The shipped rule refers {ood['referred_by_shipped_rule']:.3f} of the photos and "
                 f"{ood['dermoscopy_referred_by_shipped_rule']:.3f} of the held-out dermoscopy.", ""]
     external = figures["external_isic2017"]

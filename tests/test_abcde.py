@@ -96,6 +96,40 @@ def test_diameters_of_a_rectangle_at_known_spacing():
     assert result["diameter"]["feret_px"] == pytest.approx(np.hypot(300, 200), abs=1)
     assert result["diameter"]["feret_mm"] == pytest.approx(np.hypot(300, 200) * 0.02, abs=0.05)
     assert result["diameter"]["large"] is True
+    uncalibrated = analyze(np.dstack([mask * 80] * 3).astype(np.uint8), mask=mask)
+    assert uncalibrated["diameter"]["feret_mm"] is None and uncalibrated["diameter"]["large"] is None
+
+
+def test_colours_below_the_agreement_bar_are_not_measured_and_not_counted():
+    from runtime.abcde.rules import agreement_of
+
+    result = analyze(load_image(SAMPLES / "ISIC_0034335.jpg"))
+    colour = result["color"]
+    unreliable = [name for name in ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
+                  if agreement_of(name)["kappa"] < 0.4]
+    assert colour["status"] == "measured" and colour["not_measured"] == unreliable == ["white", "red", "dark_brown"]
+    assert not set(colour["present"]) & set(unreliable) and colour["count"] == len(colour["present"])
+    partial = 1.3 * result["asymmetry"]["points"] + 0.1 * result["border"]["cutoff_segments"] + 0.5 * colour["count"]
+    assert result["partial_score"]["value"] == pytest.approx(partial, abs=0.01)
+
+
+@pytest.mark.parametrize("domain", ["not_dermoscopy", "greyscale"])
+def test_off_dermoscopy_the_dermoscopic_readings_are_not_applicable_and_the_outline_stays(domain):
+    from runtime.abcde.analyze import analyze_with_mask
+
+    image = load_image(SAMPLES / "ISIC_0034335.jpg")
+    dermoscopy, other = analyze_with_mask(image), analyze_with_mask(image, domain=domain)
+    measured = other.measurements
+    assert measured["status"] == "measured" and measured["domain"] == domain
+    assert np.array_equal(other.mask, dermoscopy.mask)
+    assert measured["diameter"] == dermoscopy.measurements["diameter"]
+    assert measured["border"] == dermoscopy.measurements["border"]
+    for block in ("color", "structures"):
+        assert measured[block]["status"] == "not_applicable" and measured[block]["present"] == []
+    assert measured["color"]["count"] is None and measured["color"]["reference_present"] == []
+    assert measured["partial_score"] is None and measured["tds"] is None
+    assert measured["asymmetry"]["fitted"] is False
+    assert measured["asymmetry"]["points"] == measured["asymmetry"]["geometric_points"]
 
 
 @pytest.mark.parametrize("shape", ["ellipse", "triangle", "blob"])
@@ -263,6 +297,22 @@ def test_the_change_picture_shows_the_prior_at_its_own_size():
     assert np.count_nonzero(now.mask) / np.count_nonzero(shown) == pytest.approx(
         evolution["changes"]["area_ratio"], rel=0.03)
     assert np.count_nonzero(shown & now.mask) / np.count_nonzero(shown) > 0.95, "the prior sits inside the lesion now"
+
+
+def test_the_change_picture_has_a_legend_and_no_negative_zero(monkeypatch):
+    import runtime.abcde.overlay as overlay
+
+    prior = load_image(SAMPLES.parent / "followup" / "visit_1.jpg")
+    current = load_image(SAMPLES.parent / "followup" / "visit_2.jpg")
+    result = evolution_between(prior, current)
+    result["registration"]["rotation_deg"] = -0.3
+    assert "rotation 0 deg" in overlay.change_lines(result)[-1]
+    drawn = []
+    monkeypatch.setattr(overlay, "text", lambda canvas, value, *rest, **named: drawn.append(value))
+    overlay.evolution_overlay(prior, current, np.zeros(prior.shape[:2], np.uint8), np.zeros(current.shape[:2],
+                                                                                              np.uint8), result)
+    for label in ("outline now", "prior outline", "axis the lesion is asymmetric about", "maximum Feret diameter"):
+        assert label in drawn
 
 
 def blind_segmenter(folder):

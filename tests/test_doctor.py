@@ -22,3 +22,12 @@ def test_doctor_names_the_fix_when_onnxruntime_is_missing(monkeypatch):
     result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "200"})
     assert result.exit_code == 1
     assert "pip install melanomanet-edge" in result.output and "no NVIDIA GPU found" in result.output
+
+
+def test_the_serving_advice_fits_how_the_package_was_installed(tmp_path):
+    from runtime.serving.server import REQUIREMENTS, setup_hint
+
+    installed = setup_hint(tmp_path / "mnet-serve", from_checkout=False)
+    assert "make install" not in installed and "melanomanet-edge[serve]" in installed
+    assert f"python3 -m venv {tmp_path / 'mnet-serve'}" in installed and str(REQUIREMENTS) in installed
+    assert "make install" in setup_hint(tmp_path / ".venv-serve", from_checkout=True)

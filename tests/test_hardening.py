@@ -259,11 +259,38 @@ def test_the_output_folder_is_checked_and_another_runs_folder_refused(bundle, tm
     out = str(tmp_path / "out")
     assert CliRunner().invoke(app, ["run", image, *common, "-o", out]).exit_code == 0
     other = CliRunner().invoke(app, ["run", image, *common, "-o", out, "--seed", "3"])
-    assert other.exit_code == 2 and "another run (different seed)" in other.output
+    assert other.exit_code == 2 and "another run (different --seed)" in other.output
     forced = CliRunner().invoke(app, ["run", image, *common, "-o", out, "--seed", "3", "--force"])
     assert forced.exit_code == 0 and "(0 already done)" in " ".join(forced.output.split())
     again = CliRunner().invoke(app, ["run", image, *common, "-o", out, "--seed", "3"])
     assert again.exit_code == 0 and "(1 already done)" in " ".join(again.output.split())
+
+
+def test_a_named_input_that_does_not_exist_exits_2_and_creates_nothing(bundle, tmp_path):
+    for command in ("run", "abcde"):
+        out = tmp_path / f"{command}_out"
+        extra = ["--model", str(bundle)] if command == "run" else []
+        result = CliRunner().invoke(app, [command, str(tmp_path / "nothere.jpg"), *extra, "-o", str(out)])
+        assert result.exit_code == 2 and "nothere.jpg: no such file or folder" in result.output, result.output
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_changed_class_is_named_by_its_option(bundle, tmp_path):
+    image, out = str(SAMPLES / "ISIC_0034338.jpg"), str(tmp_path / "out")
+    common = ["--model", str(bundle), "--mc-samples", "2", "--no-abcde", "-o", out]
+    assert CliRunner().invoke(app, ["run", image, *common]).exit_code == 0
+    other = CliRunner().invoke(app, ["run", image, *common, "--class", "MEL"])
+    assert other.exit_code == 2 and "(different --class)" in other.output and "cam_class" not in other.output
+
+
+def test_an_implausible_scale_is_refused_unless_forced(tmp_path):
+    image = str(SAMPLES / "ISIC_0034338.jpg")
+    refused = CliRunner().invoke(app, ["abcde", image, "--mm-per-px", "5"])
+    assert refused.exit_code == 2 and "--force-scale" in refused.output and "0.001-1 mm per pixel" in refused.output
+    forced = CliRunner().invoke(app, ["abcde", image, "--mm-per-px", "5", "--force-scale", "--json", "-"])
+    assert forced.exit_code == 0, forced.output
+    assert CliRunner().invoke(app, ["abcde", image, "--mm-per-px", "0.02", "--json", "-"]).exit_code == 0
 
 
 @pytest.mark.slow

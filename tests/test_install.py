@@ -82,6 +82,20 @@ def test_training_commands_name_their_extra(runtime_venv, command, tmp_path):
     assert exported.returncode == 2 and "[train,export]" in exported.stderr
 
 
+def test_checking_an_onnx_file_asks_only_for_the_export_extra(runtime_venv, bundle, tmp_path):
+    done = subprocess.run([str(runtime_venv / "bin" / "mnet-export"), "check", str(bundle)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "pip install 'melanomanet-edge[export]'" in done.stderr, done.stderr[-2000:]
+
+
+def test_doctor_advises_what_fits_an_installed_package(runtime_venv, tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key != "MNET_SERVING_ENV"}
+    done = mnet(runtime_venv, "doctor", cwd=tmp_path, env={**environment, "HOME": str(tmp_path)})
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "make install" not in said and "site-packages/.venv-serve" not in said, said
+    assert "melanomanet-edge[serve]" in said and str(tmp_path / ".local" / "share" / "mnet-serve") in said
+
+
 def test_serving_runs_from_the_installed_package(runtime_venv, bundle, tmp_path):
     """`mnet serve` finds the serving environment from $MNET_SERVING_ENV (make install builds .venv-serve), and
     the installed package, not a checkout, is what the Triton model imports."""

@@ -87,14 +87,67 @@ def test_each_panel_kind_says_what_it_shows(results, monkeypatch):
     assert "Heatmap explains" not in words("predicted")
     assert "0.94, chosen for a 20 % referral rate" in words("flagged") and "REVIEW" in words("flagged")
     assert "temperature 0.85" in words("flagged")
-    assert "no lesion found" in words("no_lesion") and "points of 0-2" not in words("no_lesion")
+    assert "no lesion found" in words("no_lesion") and "of 0-2" not in words("no_lesion")
     assert "low_contrast" in words("low_contrast")
     assert "mm" in words("mm_per_px") and "no --mm-per-px" not in words("mm_per_px")
     assert "directional derivative" in words("concepts") and "positive pushes" in words("concepts")
     predicted = words("predicted")
-    for expected in ("points of 0-2", "points of 0-8", "points of 1-6", "not Stolz's D", "Partial score",
-                     "not a Total Dermoscopy Score", "high attention", "maximum Feret diameter", "Review rule"):
+    for expected in (" of 0-2", " of 0-8", " of 1-6", "not Stolz's D", "Partial score", "Stolz's ABCD rule",
+                     "not a Total Dermoscopy Score", "high attention", "maximum Feret diameter", "Review rule",
+                     "not what the model has never seen"):
         assert expected in predicted
+    rows, columns = results["predicted"].class_maps.shape[-2:]
+    assert f"a {rows} x {columns} grid, smoothed" in predicted
+
+
+def test_a_phone_photo_gets_no_dermoscopic_colour_or_structure_claims(results, monkeypatch):
+    from runtime.abcde.analyze import NOT_APPLICABLE
+
+    predicted = results["predicted"]
+    reason = NOT_APPLICABLE["not_dermoscopy"]
+    photo = replace(predicted, abcde={
+        **predicted.abcde, "domain": "not_dermoscopy", "partial_score": None, "tds": None,
+        "color": {"status": "not_applicable", "reason": reason, "present": [], "count": None,
+                  "not_measured": [], "coverage": {}, "reference_present": []},
+        "structures": {"status": "not_applicable", "reason": reason, "present": [], "measured": [],
+                       "not_measured": []}})
+    said = " ".join(" ".join(value for value, *_ in _render_recording(photo, monkeypatch)[1]).split())
+    assert "clinical photo" in said and "Stolz's dermoscopy rule does not apply" in said
+    assert "dermoscopic colour (" not in said and "dermoscopic colours (" not in said and "seen:" not in said
+    assert "Partial score" not in said and "lesion outline" in said
+
+
+def test_colours_below_the_agreement_bar_are_named_not_measured_and_one_is_singular(results, monkeypatch):
+    predicted = results["predicted"]
+    one = replace(predicted, abcde={**predicted.abcde, "color": {
+        **predicted.abcde["color"], "present": ["black"], "count": 1, "not_measured": ["white", "dark_brown"]},
+        "asymmetry": {**predicted.abcde["asymmetry"], "points": 1}})
+    said = " ".join(" ".join(value for value, *_ in _render_recording(one, monkeypatch)[1]).split())
+    assert "1 dermoscopic colour (black): 1 point of 1-6" in said and "1 point of 0-2" in said
+    assert "not measured: white, dark brown (agreement with dermatologists below kappa 0.4)" in said
+
+
+def test_untrained_classes_show_as_not_learnt_without_a_bar_or_a_number(results, monkeypatch):
+    from runtime.panel import NOT_LEARNT
+
+    predicted = replace(results["predicted"], untrained_classes=())
+    untrained = replace(predicted, untrained_classes=("SCC", "UNK"))
+    drawn = [value for value, *_ in _render_recording(untrained, monkeypatch)[1]]
+    learnt = [value for value, *_ in _render_recording(predicted, monkeypatch)[1]]
+    assert drawn.count(NOT_LEARNT) == 2 and NOT_LEARNT not in learnt
+    numbers = [value for value in drawn if len(value) == 4 and value[1] == "." and value[0] in "01"]
+    assert len(numbers) == len([value for value in learnt if len(value) == 4 and value[1] == "."
+                                and value[0] in "01"]) - 2
+
+
+def test_an_attention_peak_outside_the_lesion_is_said_under_the_heatmap(results, monkeypatch):
+    predicted = results["predicted"]
+    outside = replace(predicted, alignment={**predicted.alignment, "pointing_game": False, "inside_share": 0.07})
+    inside = replace(predicted, alignment={**predicted.alignment, "pointing_game": True})
+    said = " ".join(" ".join(value for value, *_ in _render_recording(outside, monkeypatch)[1]).split())
+    assert "Its peak lies outside the lesion outline (7% of the attention inside)" in said
+    quiet = " ".join(" ".join(value for value, *_ in _render_recording(inside, monkeypatch)[1]).split())
+    assert "peak lies outside" not in quiet
 
 
 def test_an_empty_heatmap_is_said_not_shown_blank(results, monkeypatch):

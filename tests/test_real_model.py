@@ -34,6 +34,7 @@ def test_the_manifest_records_data_split_mapping_and_calibration(manifest):
     assert "HAM10000" in manifest.trained_on and manifest.trained_on != "synthetic"
     data = manifest.extra["data"]
     assert data["layout"] == "ham10000" and data["absent_classes"] == ["SCC", "UNK"]
+    assert manifest.untrained_classes == ("SCC", "UNK"), "lifted from the data record of a bundle made before it"
     assert data["class_map"] == {"mel": "MEL", "nv": "NV", "bcc": "BCC", "akiec": "AK", "bkl": "BKL", "df": "DF",
                                  "vasc": "VASC"}
     split = data["split"]
@@ -70,3 +71,14 @@ def test_the_figures_study_runs_on_a_subset(tmp_path):
     assert {p.name for p in tmp_path.glob("*.png")} >= {"confusion.png", "roc.png", "risk_coverage.png"}
     assert np.isfinite(figures["referral"]["shipped rule"]["referred"]) and "balanced accuracy" in summary(figures)
     assert "## Subgroups" in (tmp_path / "figures.md").read_text()
+
+
+def test_untrained_classes_come_from_the_training_part_and_name_known_classes(manifest):
+    from runtime.errors import ManifestError
+    from runtime.manifest import untrained_classes
+
+    record = {"absent_classes": [], "split": {"parts": {"train": {"per_class": {"MEL": 3, "NV": 5}}}}}
+    assert untrained_classes(record) == ("BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+    assert untrained_classes({"absent_classes": ["UNK"]}) == ("UNK",) and untrained_classes(None) == ()
+    with pytest.raises(ManifestError, match="untrained_classes"):
+        manifest.with_updates(untrained_classes=("XYZ",))

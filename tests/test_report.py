@@ -50,3 +50,24 @@ def test_a_renamed_or_missing_field_breaks_the_schema():
                                        "timings_ms", "demo_weights", "disclaimer"}
     assert report["additionalProperties"] is False
     assert schema_errors({"schema": REPORT_SCHEMA}) != []
+
+
+@pytest.mark.slow
+def test_to_dict_is_the_written_report_but_for_the_heatmap_file_and_timings(bundle, tmp_path):
+    """The README calls `Result.to_dict()` exactly the JSON report: only the heatmap PNG's name (which only a
+    written report has) and the stage timings differ."""
+    image = SAMPLES / "ISIC_0034376.jpg"
+    predictor = Predictor(bundle, mc_samples=3)
+    run_batch(predictor, [image], tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "ISIC_0034376.json").read_text())
+    made = predictor.predict(image).to_dict()
+    assert written["gradcampp"]["heatmap"] == "ISIC_0034376.gradcampp.png" and made["gradcampp"]["heatmap"] is None
+    for report in (written, made):
+        report["gradcampp"].pop("heatmap")
+        report.pop("timings_ms")
+    assert made == written
+    assert len(made["input"]["sha256"]) == 64 and made["gradcampp"]["heatmap_grid"] == list(
+        predictor.backend.manifest.outputs["cam_activations"][-2:])
+    assert made["prediction"]["untrained_classes"] == list(predictor.manifest.untrained_classes)
+    row = next(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert row["review_reasons"] == "; ".join(t["label"] for t in written["referral"]["triggers"])

@@ -143,11 +143,14 @@ def _bad_inputs(folder: Path) -> dict[str, bool]:
     cv2.imwrite(str(folder / "sixteen.png"), (sample.astype(np.uint16) * 257))
     cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(sample, cv2.COLOR_BGR2GRAY))
     cv2.imwrite(str(folder / "rgba.png"), cv2.cvtColor(sample, cv2.COLOR_BGR2BGRA))
+    transparent = cv2.cvtColor(sample, cv2.COLOR_BGR2BGRA)
+    transparent[..., 3] = 0
+    cv2.imwrite(str(folder / "transparent.png"), transparent)
     cv2.imwrite(str(folder / "tiny.png"), sample[:1, :1])
     cv2.imwrite(str(folder / "huge.jpg"), cv2.resize(sample, (10000, 8000), interpolation=cv2.INTER_NEAREST))
     (folder / "no_images").mkdir()
     return {"empty.jpg": False, "text.jpg": False, "truncated.jpg": False, "sixteen.png": True, "gray.png": True,
-            "rgba.png": True, "tiny.png": False, "huge.jpg": True, "no_images": False}
+            "rgba.png": True, "transparent.png": False, "tiny.png": False, "huge.jpg": True, "no_images": False}
 
 
 def test_bad_inputs_are_reported_and_the_batch_goes_on(bundle, tmp_path):
@@ -166,7 +169,20 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(bundle, tmp_path):
             assert row["status"] == "ok", row
         else:
             assert row["status"] == "failed" and name in row["error"], row
-            assert any(word in row["error"] for word in ("Use", "Re-export", "Copy", "Pass", "folder"))
+            assert any(word in row["error"] for word in ("Use", "Re-export", "Copy", "Pass", "folder", "Export"))
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    from runtime.imageio import load_image
+
+    half = np.zeros((40, 40, 4), np.uint8)
+    half[..., :3] = (0, 0, 200)  # BGR red
+    half[:, :20, 3] = 255
+    half[:, 20:, 3] = 128
+    cv2.imwrite(str(tmp_path / "half.png"), half)
+    rgb = load_image(tmp_path / "half.png")
+    assert tuple(rgb[0, 0]) == (200, 0, 0)
+    assert tuple(rgb[0, 39]) == (227, 127, 127)  # 200 * 128/255 + 255 * 127/255 = 227.4; 255 * 127/255
 
 
 def test_model_file_problems_are_clear(tmp_path, bundle):

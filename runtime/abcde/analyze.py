@@ -20,19 +20,28 @@ from runtime.abcde.criteria import (
 from runtime.abcde.features import measure_features
 from runtime.abcde.palette import to_lab
 from runtime.abcde.quality import centroid
-from runtime.abcde.rules import readings, total_dermoscopy_score
+from runtime.abcde.rules import COLOURS, STRUCTURES, readings, reliable_colours, total_dermoscopy_score
 from runtime.abcde.segment import Segmentation, segment, working_image
 from runtime.abcde.shape import region, region_inside
 from runtime.options import check_mm_per_px, check_position
 
 PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 0.5 x colour count: the A, B and C "
-                      "terms of the Total Dermoscopy Score. Its D term counts dermoscopic structures, which are not "
-                      "measured here, so this is not a TDS and must not be read against TDS cut-offs.")
+                      "terms of the Total Dermoscopy Score, the count taking only the colours measured reliably "
+                      "(color.not_measured leaves it a lower bound). Its D term counts dermoscopic structures, which "
+                      "are not measured here, so this is not a TDS and must not be read against TDS cut-offs.")
 
 
 MAX_ANALYSIS_SIDE = 2048
 NOT_MEASURED = {"asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None,
                 "structures": None, "tds": None}
+DERMOSCOPY = "dermoscopy"
+# Why the dermoscopic readings (the six colours, the structures, the scores of Stolz's rule) are not taken, by
+# the image's domain as `runtime.domain` names it: outline, asymmetry, border and diameter still are.
+NOT_APPLICABLE = {
+    "not_dermoscopy": "the image does not look like dermoscopy: dermoscopic colours and structures are seen only "
+                      "through a dermatoscope, so none is read from a clinical or phone photo",
+    "greyscale": "the image has no colour: colours cannot be read, and the fitted readings need them",
+}
 
 
 @dataclass(frozen=True)
@@ -53,17 +62,24 @@ def analyze(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndar
 
 
 def analyze_with_mask(image_rgb: np.ndarray, mm_per_px: float | None = None, mask: np.ndarray | None = None,
-                      lesion_at: tuple[float, float] | None = None) -> Analysis:
-    """`analyze`, with the lesion mask at the image's size (None unless measured)."""
+                      lesion_at: tuple[float, float] | None = None, domain: str = DERMOSCOPY) -> Analysis:
+    """`analyze`, with the lesion mask at the image's size (None unless measured); `domain` as `analyze_view`."""
     mm_per_px, lesion_at = check_mm_per_px(mm_per_px, "mm_per_px"), check_position(lesion_at, "lesion_at")
     if mask is not None:
-        return _measure(image_rgb, mm_per_px, mask)
+        return _measure(image_rgb, mm_per_px, mask, domain=domain)
     view, factor = bounded_view(image_rgb)
-    found = analyze_view(view, factor, mm_per_px, lesion_at)
+    found = analyze_view(view, factor, mm_per_px, lesion_at, domain)
     if factor == 1.0 or found.mask is None:
         return found
     height, width = image_rgb.shape[:2]
     return replace(found, mask=cv2.resize(found.mask, (width, height), interpolation=cv2.INTER_NEAREST))
+
+
+def checked_domain(image_rgb: np.ndarray) -> str:
+    """The image's domain as the input-domain check finds it (`runtime.domain`), on its bounded view."""
+    from runtime.domain import domain_warnings, image_domain
+
+    return image_domain(domain_warnings(bounded_view(image_rgb)[0]))
 
 
 def bounded_view(image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -83,20 +99,23 @@ def fitted_rule_features(image_rgb: np.ndarray) -> dict[str, float] | None:
 
 
 def analyze_view(view: np.ndarray, factor: float, mm_per_px: float | None,
-                 lesion_at: tuple[float, float] | None = None) -> Analysis:
-    """Analyse a view made by `bounded_view`: sizes in original pixels, the mask at the view's size."""
+                 lesion_at: tuple[float, float] | None = None, domain: str = DERMOSCOPY) -> Analysis:
+    """Analyse a view made by `bounded_view`: sizes in original pixels, the mask at the view's size. `domain`
+    (`runtime.domain.image_domain`): on an image that is not dermoscopy the dermoscopic readings are
+    `not_applicable` (NOT_APPLICABLE)."""
     at = None if lesion_at is None else (lesion_at[0] * factor, lesion_at[1] * factor)
-    found = _measure(view, mm_per_px / factor if mm_per_px else None, lesion_at=at)
+    found = _measure(view, mm_per_px / factor if mm_per_px else None, lesion_at=at, domain=domain)
     if factor == 1.0:
         return found
     return replace(found, measurements=to_original_pixels(found.measurements, factor, mm_per_px))
 
 
 def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | None = None,
-             lesion_at: tuple[float, float] | None = None) -> Analysis:
+             lesion_at: tuple[float, float] | None = None, domain: str = DERMOSCOPY) -> Analysis:
     given = mask is not None
     found = segment(image_rgb, lesion_at) if not given else Segmentation((mask > 0).astype(np.uint8))
-    result = {"segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
+    result = {"domain": domain,
+              "segmentation": {"area_px": found.area_px, "coverage": found.area_px / found.mask.size,
                                "flags": list(found.flags), **quality_fields(found, given)}}
     geometry = None
     if found.area_px >= 9:
@@ -116,17 +135,13 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
     colour_axes = colour_asymmetry(lab, small_mask, small_geometry)
     geometric_points = sum(s > SHAPE_ASYMMETRY_THRESHOLD or c > COLOUR_ASYMMETRY_THRESHOLD
                            for s, c in zip(shape_axes, colour_axes))
-    hairs = found.hairs if found.hairs is not None and found.hairs.shape == small_mask.shape else 0
-    hairless = small_mask & (1 - hairs)
-    reference_present, coverage = colours_present(lab, hairless)
     cutoffs = border_cutoff_segments(lab[..., 0], small_mask, small_geometry)
-    features = measure_features(image_rgb, found.mask, found)
-    fitted = readings(features) if features is not None else None
-    points = fitted["asymmetry"] if fitted else int(geometric_points)
-    present = fitted["colours"] if fitted else reference_present
-    structures = fitted["structures"] if fitted else {}
     diameter = diameters(geometry, mm_per_px)
     diameter["lower_bound"] = "touches_border" in found.flags
+    dermoscopic = domain == DERMOSCOPY
+    features = measure_features(image_rgb, found.mask, found) if dermoscopic else None
+    fitted = readings(features) if features is not None else None
+    points = fitted["asymmetry"] if fitted else int(geometric_points)
     result.update({
         "status": "measured",
         "reasons": [],
@@ -136,12 +151,28 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
                       "orientation_deg": float(np.degrees(geometry.orientation)),
                       "centroid": list(geometry.centroid)},
         "border": {"compactness": compactness(geometry), "cutoff_segments": cutoffs},
-        "color": {"present": present, "count": len(present), "coverage": coverage,
-                  "reference_present": reference_present},
         "diameter": diameter,
+    })
+    if not dermoscopic:
+        reason = NOT_APPLICABLE[domain]
+        result.update({"color": {"status": "not_applicable", "reason": reason, "present": [], "count": None,
+                                 "not_measured": list(COLOURS), "coverage": {}, "reference_present": []},
+                       "structures": {"status": "not_applicable", "reason": reason, "present": [], "measured": [],
+                                      "not_measured": list(STRUCTURES)},
+                       "partial_score": None, "tds": None})
+        return Analysis(result, found.mask)
+    hairs = found.hairs if found.hairs is not None and found.hairs.shape == small_mask.shape else 0
+    reference_present, coverage = colours_present(lab, small_mask & (1 - hairs))
+    reliable = reliable_colours()
+    present = fitted["colours"] if fitted else [name for name in reference_present if name in reliable]
+    structures = fitted["structures"] if fitted else {}
+    result.update({
+        "color": {"status": "measured", "present": present, "count": len(present),
+                  "not_measured": [name for name in COLOURS if name not in reliable], "coverage": coverage,
+                  "reference_present": reference_present},
         "partial_score": {"value": round(1.3 * points + 0.1 * cutoffs + 0.5 * len(present), 2),
                           "note": PARTIAL_SCORE_NOTE},
-        "structures": {"present": [name for name, seen in structures.items() if seen],
+        "structures": {"status": "measured", "present": [name for name, seen in structures.items() if seen],
                        "measured": list(structures), "not_measured": fitted["not_shown"] if fitted else []},
         "tds": total_dermoscopy_score(points, cutoffs, len(present), structures),
     })

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.abcde.analyze import Analysis, analyze_with_mask
+from runtime.abcde.analyze import Analysis, analyze_with_mask, checked_domain
 from runtime.abcde.evolution import evolution, register
 from runtime.abcde.overlay import abcde_overlay, evolution_overlay
 from runtime.errors import ConfigError, ImageError
@@ -21,12 +21,12 @@ def analyze_files(image: Path, prior: Path | None = None, mm_per_px: float | Non
     pixels) points at the lesion in `image`."""
     rgb = load_image(image)
     check_point(lesion_at, rgb, image)
-    current = analyze_with_mask(rgb, mm_per_px, lesion_at=lesion_at)
+    current = analyze_with_mask(rgb, mm_per_px, lesion_at=lesion_at, domain=checked_domain(rgb))
     result = {"image": str(image), **current.measurements}
     picture = abcde_overlay(rgb, result, current.mask)
     if prior is not None:
         prior_rgb = load_image(prior)
-        before = analyze_with_mask(prior_rgb, mm_per_px)
+        before = analyze_with_mask(prior_rgb, mm_per_px, domain=checked_domain(prior_rgb))
         result["prior"] = str(prior)
         result["evolution"] = compare(prior_rgb, rgb, before, current)
         picture = evolution_overlay(prior_rgb, picture, _mask(before, prior_rgb), _mask(current, rgb),

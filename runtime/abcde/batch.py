@@ -25,10 +25,10 @@ from runtime.outputs import (
     summary_writer,
 )
 
-SUMMARY_FIELDS = ("input", "status", "asymmetry_points", "border_cutoff_segments", "colour_count", "colours",
+SUMMARY_FIELDS = ("input", "status", "domain", "asymmetry_points", "border_cutoff_segments", "colour_count", "colours",
                   "structures", "tds", "tds_complete", "feret_px", "feret_mm", "border_share", "edge_step", "json",
                   "mask", "reasons")
-ANALYSIS_VERSION = "abcde-3"  # recorded in run.json: outputs of another analysis are not resumed
+ANALYSIS_VERSION = "abcde-4"  # recorded in run.json: outputs of another analysis are not resumed
 # Stems an input may not take: the batch's own files (run.json, summary.csv, errors.log).
 RESERVED_STEMS = frozenset({"run", "summary", "errors"})
 
@@ -92,12 +92,12 @@ def measure_one(path: Path, out: Path, stem: str, mm_per_px: float | None, force
 
 
 def write_image_outputs(path: Path, out: Path, stem: str, digest: str | None, mm_per_px: float | None) -> dict:
-    from runtime.abcde.analyze import analyze_with_mask
+    from runtime.abcde.analyze import analyze_with_mask, checked_domain
     from runtime.abcde.overlay import abcde_overlay
     from runtime.png import encode_png
 
     rgb = load_image(path)
-    analysis = analyze_with_mask(rgb, mm_per_px)
+    analysis = analyze_with_mask(rgb, mm_per_px, domain=checked_domain(rgb))
     result = {"image": str(path), "input_sha256": digest, **analysis.measurements}
     (out / f"{stem}.mask.png").unlink(missing_ok=True)
     if analysis.mask is not None:
@@ -121,7 +121,7 @@ def finished(out: Path, stem: str, digest: str | None) -> dict | None:
 def summary_row(path: Path, stem: str, result: dict) -> dict:
     measured = result["status"] == "measured"
     segmentation = result["segmentation"]
-    row = {"input": str(path), "status": result["status"], "json": f"{stem}.json",
+    row = {"input": str(path), "status": result["status"], "domain": result.get("domain", ""), "json": f"{stem}.json",
            "mask": result.get("mask_file", ""), "border_share": segmentation.get("border_share", ""),
            "edge_step": segmentation.get("edge_step", ""), "reasons": "; ".join(result["reasons"])}
     if measured:
@@ -129,7 +129,8 @@ def summary_row(path: Path, stem: str, result: dict) -> dict:
                    border_cutoff_segments=result["border"]["cutoff_segments"],
                    colour_count=result["color"]["count"], colours=" ".join(result["color"]["present"]),
                    structures=" ".join(result["structures"]["present"]),
-                   tds=result["tds"]["value"], tds_complete=result["tds"]["complete"],
+                   tds=result["tds"]["value"] if result["tds"] else "",
+                   tds_complete=result["tds"]["complete"] if result["tds"] else "",
                    feret_px=round(result["diameter"]["feret_px"], 1),
                    feret_mm=result["diameter"]["feret_mm"] if result["diameter"]["feret_mm"] is not None else "")
     return row

@@ -134,5 +134,5 @@ def diameters(region: Region, mm_per_px: float | None) -> dict:
     to_mm = (lambda px: round(px * mm_per_px, 3)) if mm_per_px else (lambda px: None)
     feret_mm = to_mm(feret)
     return {"feret_px": feret, "equivalent_px": equivalent, "feret_mm": feret_mm, "equivalent_mm": to_mm(equivalent),
-            "mm_per_px": mm_per_px, "large": bool(feret_mm is not None and feret_mm > LARGE_DIAMETER_MM),
+            "mm_per_px": mm_per_px, "large": None if feret_mm is None else bool(feret_mm > LARGE_DIAMETER_MM),
             "feret_endpoints": ends.tolist()}

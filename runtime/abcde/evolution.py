@@ -79,7 +79,7 @@ def implausible(found: dict) -> list[str]:
     if not SCALE_RANGE[0] <= found["scale"] <= SCALE_RANGE[1]:
         problems.append(f"scale {found['scale']:.2f} outside {SCALE_RANGE[0]:.2f}-{SCALE_RANGE[1]:.2f}")
     if abs(found["rotation_deg"]) > MAX_ROTATION_DEG:
-        problems.append(f"rotation {found['rotation_deg']:.0f} deg beyond +-{MAX_ROTATION_DEG:.0f}")
+        problems.append(f"rotation {round(found['rotation_deg']):d} deg beyond +-{MAX_ROTATION_DEG:.0f}")
     if found["outline_iou"] < MIN_OUTLINE_IOU:
         problems.append(f"lesion outlines overlap {found['outline_iou']:.2f} < {MIN_OUTLINE_IOU} after alignment")
     return problems

@@ -67,8 +67,24 @@ def change_lines(evolution: dict) -> list[str]:
              f"{', '.join(changes['colors_lost']) or 'none'}",
              f"outlines overlap {changes['overlap_after_registration']:.0%} after the alignment (correlation "
              f"{registration['correlation']:.2f}, scale {registration['scale']:.2f}, rotation "
-             f"{registration['rotation_deg']:.0f} deg)"]
+             f"{round(registration['rotation_deg']):d} deg)"]
     return lines
+
+
+def line_key(canvas: np.ndarray, items: list[tuple[tuple, str]], origin: tuple[int, int], width: int) -> int:
+    """A legend of coloured lines ((colour, label) each) from `origin`, wrapped at `width`; the y it ends at."""
+    from runtime.draw import text_width
+
+    (x, y), left = origin, origin[0]
+    for colour, label in items:
+        needed = 30 + text_width(label, 0.42) + 14
+        if x + needed > left + width:
+            x, y = left, y + 20
+        cv2.line(canvas, (x, y - 4), (x + 24, y - 4), (120, 120, 120), 5, cv2.LINE_AA)
+        cv2.line(canvas, (x + 1, y - 4), (x + 23, y - 4), colour, 3, cv2.LINE_AA)
+        text(canvas, label, (x + 30, y), 0.42, (108, 117, 125))
+        x += needed
+    return y + 10
 
 
 def without_scale(matrix: np.ndarray, prior_centre: tuple[float, float]) -> np.ndarray:
@@ -98,7 +114,7 @@ def evolution_overlay(prior_rgb: np.ndarray, current_picture: np.ndarray, prior_
     thickness = max(2, round(max(height, width) / 300))
     both = current_picture if prior_outline is None else outline(current_picture, prior_outline, PRIOR, thickness)
     tile_w, tile_h, gap = 420, 320, 12
-    canvas = np.full((tile_h + 70, 3 * tile_w + 4 * gap, 3), 255, np.uint8)
+    canvas = np.full((tile_h + 110, 3 * tile_w + 4 * gap, 3), 255, np.uint8)
     captions = ["prior visit" + (", placed and turned like the current image, at its own size" if registered
                                  else " (not aligned)"),
                 "current visit: outline now (white)" + (", prior at its own size (cyan): the gap between them is "
@@ -107,6 +123,10 @@ def evolution_overlay(prior_rgb: np.ndarray, current_picture: np.ndarray, prior_
         left = gap + index * (tile_w + gap)
         canvas[gap:gap + tile_h, left:left + tile_w] = fit(picture, tile_w, tile_h)
         paragraph(canvas, caption, (left, gap + tile_h + 20), tile_w, 0.45, (108, 117, 125))
+    line_key(canvas, [((255, 255, 255), "outline now"), (PRIOR, "prior outline"),
+                      (AXIS_ASYMMETRIC, "axis the lesion is asymmetric about"),
+                      (AXIS_SYMMETRIC, "axis it is symmetric about"), (FERET, "maximum Feret diameter")],
+             (gap, tile_h + 86), 2 * tile_w + gap)
     y, left = gap + 20, gap + 2 * (tile_w + gap)
     y = paragraph(canvas, "Evolution (E)", (left, y), tile_w, 0.6, (33, 37, 41), 2)
     for line in change_lines(evolution):

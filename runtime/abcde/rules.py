@@ -47,13 +47,21 @@ def decide(rule: dict, values: np.ndarray) -> int:
 
 
 def readings(features: dict[str, float]) -> dict:
-    """Asymmetry points, the colours present and the structures present (those shown only), as fitted."""
+    """Asymmetry points, the colours present and the structures present, each among those shown only (their
+    agreement with the dermatologists reaches the bar, `shown` in the rules file), as fitted."""
     rules = load_rules()
     values = np.array([features[name] for name in rules["features"]])
     decided = {target: decide(rule, values) for target, rule in rules["targets"].items()}
     shown = [s for s in STRUCTURES if rules["targets"][s].get("shown")]
-    return {"asymmetry": decided["asymmetry"], "colours": [c for c in COLOURS if decided[c]],
+    return {"asymmetry": decided["asymmetry"], "colours": [c for c in reliable_colours() if decided[c]],
             "structures": {s: bool(decided[s]) for s in shown}, "not_shown": [s for s in STRUCTURES if s not in shown]}
+
+
+def reliable_colours() -> tuple[str, ...]:
+    """The dermoscopic colours reported: those whose rule agrees with PH2's dermatologists at the bar the
+    structures meet (kappa >= 0.4, `shown`); the others are `not_measured`, and count in neither C nor a score."""
+    targets = load_rules()["targets"]
+    return tuple(c for c in COLOURS if targets[c].get("shown"))
 
 
 def agreement_of(target: str) -> dict:

@@ -25,7 +25,10 @@ from runtime.errors import ConfigError, ServingError, ToolMissing
 from runtime.serving.repository import ServingOptions, write_repository
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ENV = PROJECT_ROOT / ".venv-serve"
+# A source checkout (`make install` builds .venv-serve there); an installed package has no project folder, so its
+# default is a folder of the user's own.
+FROM_CHECKOUT = (PROJECT_ROOT / "Makefile").is_file() and (PROJECT_ROOT / "pyproject.toml").is_file()
+DEFAULT_ENV = PROJECT_ROOT / ".venv-serve" if FROM_CHECKOUT else Path.home() / ".local" / "share" / "mnet-serve"
 ENV_VARIABLE = "MNET_SERVING_ENV"
 REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 STARTUP_TIMEOUT_S = 120
@@ -61,9 +64,16 @@ class ServingEnvironment:
                 / "triton_python_backend_stub")
 
 
-def setup_hint(root: Path) -> str:
-    return (f"build it with `make install` (from the project root), or `python3 -m venv {root} && "
-            f"{root}/bin/pip install -r {REQUIREMENTS}`; or point --serving-env / ${ENV_VARIABLE} at one")
+def setup_hint(root: Path, from_checkout: bool = FROM_CHECKOUT) -> str:
+    """How to build the serving environment: `make install` in a source checkout; in an installed package, a
+    virtual environment of the package's requirements (Triton is not a dependency of the package)."""
+    build = f"`python3 -m venv {root} && {root}/bin/pip install -r {REQUIREMENTS}`"
+    if from_checkout:
+        return f"build it with `make install` (from the project root), or {build}; or point --serving-env / " \
+               f"${ENV_VARIABLE} at one"
+    return (f"build one with {build} (Triton and numpy < 2, apart from this installation); or point --serving-env / "
+            f"${ENV_VARIABLE} at one. `mnet run --server` needs only the serve extra: pip install "
+            "'melanomanet-edge[serve]'")
 
 
 def serving_environment(root: Path | None = None) -> ServingEnvironment:
