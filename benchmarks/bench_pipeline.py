@@ -16,16 +16,16 @@ from runtime.abcde.analyze import analyze
 from runtime.abcde.features import measure_features
 from runtime.abcde.segment import segment, working_image
 from runtime.abcde.segmenter import lesion_probability
+from runtime.app.batch import write_outputs
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
-from runtime.batch import write_outputs
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
 from runtime.explain.gradcampp import gradcampp_maps, upsample, upsample_all
 from runtime.imageio import load_image
 from runtime.manifest import Preprocessing
-from runtime.panel import render_panel
 from runtime.png import encode_png
 from runtime.predictor import Predictor
 from runtime.preprocess import preprocess
+from runtime.report.panel import render_panel
 from runtime.uncertainty import draw_mc_mask
 
 

@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.batch import run_batch
+from runtime.app.batch import run_batch
 from runtime.imageio import collect_images
 from runtime.outputs import RUN_FILE
 from runtime.predictor import Predictor

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from runtime.console import console, fail, guarded, progress_bar
+from runtime.app.console import console, fail, guarded, progress_bar
 from runtime.errors import ConfigError, MnetError
 from runtime.serving import GPU_QUEUE_DELAY_US
 
@@ -370,7 +370,7 @@ def sign(
 
 def main() -> None:
     """The `mnet-export` entry point."""
-    from runtime.console import run_app
+    from runtime.app.console import run_app
 
     run_app(app, "mnet-export", "train,export", {"check": "export"})
 

@@ -1,5 +1,5 @@
 """The training commands of `mnet` (synth, train, eval, calibrate, concepts, ...; PyTorch imported inside each),
-registered on the runtime's app (runtime/cli.py) through the `mnet.commands` entry point. Commands stay thin."""
+registered on the runtime's app (runtime/app/cli.py) through the `mnet.commands` entry point. Commands stay thin."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from rich.table import Table
 
 from melanomanet.options import Architecture, Layout, Loss, Optimizer, ReferralScore, Sampling, Scheduler, Split
 from runtime.abcde.rules import TARGET_KINDS as TARGETS
-from runtime.cli import app
-from runtime.console import JsonOpt, console, guarded, progress_bar, stdout
+from runtime.app.cli import app
+from runtime.app.console import JsonOpt, console, guarded, progress_bar, stdout
 
 DATA_HELP = ("The data folder, in a layout it recognises: ISIC 2019 (one-hot CSV beside the images), HAM10000 "
              "(HAM10000_metadata.csv), ISIC 2018 Task 3, ISIC 2017 (Part 3 labels), PH2 or PAD-UFES-20.")

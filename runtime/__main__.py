@@ -1,5 +1,5 @@
 """`python -m runtime`: the `mnet` command line."""
 
-from runtime.cli import main
+from runtime.app.cli import main
 
 main()

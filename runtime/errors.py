@@ -1,5 +1,5 @@
 """The one error hierarchy: every user-facing error derives from `MnetError`, names the file at fault and how to
-fix it, and carries the exit code a command ends with (`runtime.console.fail`).
+fix it, and carries the exit code a command ends with (`runtime.app.console.fail`).
 
 The exit-code rule of every command: 2 when the command line asks for what cannot be done (an option value it
 cannot honour, a file or folder named on it that does not exist, a backend or tool this machine lacks, an extra

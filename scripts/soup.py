@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.sbom import soup_table  # noqa: E402
+from runtime.audit.sbom import soup_table  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements"
 HEADER = """# SOUP: the third-party software the runtime runs on

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import runtime.abcde.batch as batch
-from runtime.cli import app
+from runtime.app.cli import app
 from runtime.errors import Interrupted
 from runtime.manifest import sha256_file
 

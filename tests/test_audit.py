@@ -1,4 +1,4 @@
-"""The audit log (runtime/audit.py), replay (runtime/replay.py) and the SBOM (runtime/sbom.py): every kind of break
+"""The audit log (runtime/audit/), replay (runtime/app/replay.py) and the SBOM (runtime/audit/sbom.py): every kind of break
 is found, parallel writers keep one chain, a kill loses at most the record in flight, a bad log stops a run before
 its first image, a replay reproduces a logged prediction, and the SBOM is valid CycloneDX whose hash the logs and
 the bundles carry."""
@@ -158,7 +158,7 @@ def test_mnet_run_logs_each_prediction_verifies_and_replays(bundle, tmp_path):
     rows = [json.loads(row) for row in lines(out / "audit.jsonl")]
     predictions = [row for row in rows if row["kind"] == "prediction"]
     assert len(predictions) == 5 and rows[0]["operator"] == "op7" and rows[0]["device_id"] == "scope-2"
-    from runtime.sbom import sbom_sha256
+    from runtime.audit.sbom import sbom_sha256
 
     assert rows[0]["sbom_sha256"] == sbom_sha256()
     for row in predictions:
@@ -223,7 +223,7 @@ def test_the_sbom_is_valid_cyclonedx_and_reproducible(tmp_path):
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document) is None
     names = {component["name"] for component in json.loads(document)["components"]}
     assert {"numpy", "onnxruntime", "opencv-python-headless", "melanomanet-edge"} <= names
-    from runtime.sbom import sbom_sha256
+    from runtime.audit.sbom import sbom_sha256
 
     assert sha256_file(tmp_path / "sbom.json") == sbom_sha256() in result.output
 
@@ -239,14 +239,14 @@ def test_the_soup_page_is_generated_from_the_locks():
 
 @pytest.mark.slow
 def test_a_bundle_records_the_sbom_of_the_environment_it_was_exported_in(bundle):
+    from runtime.audit.sbom import sbom_sha256
     from runtime.manifest import read_sidecar
-    from runtime.sbom import sbom_sha256
 
     assert read_sidecar(bundle)[0].extra["export_sbom_sha256"] == sbom_sha256()
 
 
 def test_replay_needs_the_files_and_says_where_it_looked(tmp_path):
-    from runtime.replay import find_by_sha256, find_record
+    from runtime.app.replay import find_by_sha256, find_record
 
     write_log(tmp_path / "audit.jsonl", 2)
     assert find_record(f"{tmp_path / 'audit.jsonl'}:2")["seq"] == 2

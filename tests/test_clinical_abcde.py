@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from melanomanet.data.clinical import KINDS, render_clinical
 from runtime.abcde.analyze import analyze
 from runtime.abcde.segment import segment
-from runtime.panel import abcd_lines
+from runtime.report.panel import abcd_lines
 
 SKIN = (224, 178, 154)
 

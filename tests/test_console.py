@@ -1,4 +1,4 @@
-"""What every command shares (runtime/console.py): one exit-code rule, conventional usage lines, progress and
+"""What every command shares (runtime/app/console.py): one exit-code rule, conventional usage lines, progress and
 tables that read well in a log, and a missing extra named in one line instead of a traceback."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from export.cli import app as export_app
 from melanomanet.cli import app
-from runtime.console import LineProgress
+from runtime.app.console import LineProgress
 from tests.conftest import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ MISSING_EXTRAS = textwrap.dedent("""
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
     sys.meta_path.insert(0, Block())
     sys.argv = sys.argv[1:]
-    from runtime.cli import main as mnet
+    from runtime.app.cli import main as mnet
     from export.cli import main as mnet_export
     (mnet_export if sys.argv[0] == "mnet-export" else mnet)()
 """)

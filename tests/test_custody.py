@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from melanomanet.data.synth import render, sample_params
+from runtime.app.cli import app
 from runtime.audit import read_lines, report_location, verify
-from runtime.cli import app
 from runtime.manifest import sha256_file
 from runtime.outputs import OutputFolder
 

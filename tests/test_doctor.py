@@ -4,21 +4,21 @@ from importlib.metadata import version
 
 from typer.testing import CliRunner
 
-import runtime.doctor
+import runtime.app.doctor
 from melanomanet.cli import app
 
 
 def test_doctor_reports_what_is_installed_and_exits_0_when_the_runtime_can_run():
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
-    checks = {check.name: check for check in runtime.doctor.diagnose()}
+    checks = {check.name: check for check in runtime.app.doctor.diagnose()}
     assert checks["runtime (ort-cpu)"].ok and version("onnxruntime") in checks["runtime (ort-cpu)"].detail
     assert checks["training and export"].ok and version("torch") in checks["training and export"].detail
 
 
 def test_doctor_names_the_fix_when_onnxruntime_is_missing(monkeypatch):
-    monkeypatch.setattr(runtime.doctor, "onnxruntime_providers", lambda: [])
-    monkeypatch.setattr(runtime.doctor, "gpu_name", lambda: None)
+    monkeypatch.setattr(runtime.app.doctor, "onnxruntime_providers", lambda: [])
+    monkeypatch.setattr(runtime.app.doctor, "gpu_name", lambda: None)
     result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "200"})
     assert result.exit_code == 1
     assert "pip install melanomanet-edge" in result.output and "no NVIDIA GPU found" in result.output

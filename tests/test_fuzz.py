@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from melanomanet.cli import app
-from runtime.batch import run_batch
+from runtime.app.batch import run_batch
 from runtime.errors import MnetError
 from runtime.imageio import load_image
 from runtime.predictor import Predictor

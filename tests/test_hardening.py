@@ -330,7 +330,7 @@ def test_a_run_killed_at_any_point_resumes_to_one_complete_report_per_input(bund
 
 PEAK_RSS = """
 import resource, sys
-from runtime.batch import run_batch
+from runtime.app.batch import run_batch
 from runtime.predictor import Predictor
 summary = run_batch(Predictor(sys.argv[1], mc_samples=2, abcde=False, threads=1), [sys.argv[2]], sys.argv[3])
 assert not summary.failed
@@ -475,7 +475,7 @@ def test_a_bad_profile_range_exits_2_before_tensorrt_is_needed(bundle, tmp_path)
 def test_the_pipelined_batch_writes_what_the_sequential_one_does(bundle, tmp_path):
     """Stages of different images overlapped on 3 threads: the same reports (timings aside), byte-identical
     pictures, rows in the same order, and a bad file still fails alone."""
-    from runtime.batch import run_batch
+    from runtime.app.batch import run_batch
 
     inputs = _small_images(tmp_path / "in", 9, size=160)
     (inputs / "broken.jpg").write_bytes(b"not an image")
@@ -513,7 +513,7 @@ def test_folder_scans_skip_lesion_masks_saying_so(tmp_path):
 def test_ctrl_c_in_a_batch_keeps_a_row_for_every_report_written(bundle, tmp_path, workers):
     """Ctrl-C once left 22 reports and 18 summary rows. Interrupted: every written report has its row, the error
     says how far it got and how to resume, and rerunning finishes the rest."""
-    from runtime.batch import run_batch
+    from runtime.app.batch import run_batch
     from runtime.errors import Interrupted
 
     inputs = tmp_path / "in"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import runtime.draw
-import runtime.panel
+import runtime.report.panel
 from runtime.draw import FONT
-from runtime.panel import WIDTH, render_panel
 from runtime.predictor import Predictor
+from runtime.report.panel import WIDTH, render_panel
 from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def _render_recording(result, monkeypatch):
         original(canvas, value, origin, scale, colour, thickness)
 
     monkeypatch.setattr(runtime.draw, "text", recording)
-    monkeypatch.setattr(runtime.panel, "text", recording)
+    monkeypatch.setattr(runtime.report.panel, "text", recording)
     return render_panel(result), drawn
 
 
@@ -128,7 +128,7 @@ def test_colours_below_the_agreement_bar_are_named_not_measured_and_one_is_singu
 
 
 def test_untrained_classes_show_as_not_learnt_without_a_bar_or_a_number(results, monkeypatch):
-    from runtime.panel import NOT_LEARNT
+    from runtime.report.panel import NOT_LEARNT
 
     predicted = replace(results["predicted"], untrained_classes=())
     untrained = replace(predicted, untrained_classes=("SCC", "UNK"))
@@ -173,7 +173,7 @@ def test_the_abcd_marks_sit_where_the_json_says_at_any_image_size(bundle, width)
     """A 4000 px photo once had its axes and Feret diameter drawn in the corner: the view is downscaled to at most
     2048 px, the JSON is in the original's pixels. The drawn Feret line must span the JSON's endpoints, scaled."""
     from runtime.abcde.overlay import FERET
-    from runtime.panel import abcd_tile
+    from runtime.report.panel import abcd_tile
 
     sample = cv2.cvtColor(cv2.imread(str(SAMPLES / "ISIC_0034335.jpg")), cv2.COLOR_BGR2RGB)
     image = cv2.resize(sample, (width, width * 3 // 4), interpolation=cv2.INTER_CUBIC)

@@ -197,7 +197,7 @@ def test_openvino_runs_the_bundle_as_onnx_runtime_does(backend):
 
 @needs_openvino
 def test_doctor_says_which_precisions_this_cpu_accelerates():
-    from runtime.cli import app
+    from runtime.app.cli import app
 
     doctor = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "300"})
     assert cpu_name() in doctor.output and "CPU precisions" in doctor.output
@@ -231,8 +231,8 @@ def test_openvino_reads_int8_bundles_and_refuses_a_foreign_model(tmp_path):
 def test_bench_precision_times_each_sibling_and_recommends_only_what_met_the_targets(tmp_path):
     import shutil
 
-    from runtime.cli import app
-    from runtime.precision import candidates
+    from runtime.app.cli import app
+    from runtime.app.precision import candidates
 
     for name in (BUNDLE.name, BUNDLE.name + ".json"):
         shutil.copy(BUNDLE.with_name(name), tmp_path / name)
@@ -256,7 +256,7 @@ def test_bench_precision_times_each_sibling_and_recommends_only_what_met_the_tar
     best = report["recommended"]
     assert best["meets_targets"] and best["p50_ms"] == min(r["p50_ms"] for r in report["rows"] if r["meets_targets"])
     assert "recommended here" in result.output and "misses: top-1 agreement" in result.output
-    from runtime.precision import advise
+    from runtime.app.precision import advise
 
     advice = advise(fp32, {"avx512_vnni"}, gpu=None)
     assert "fp16 on ort-cpu meets the fidelity targets" in advice and "int8 on ort-cpu misses them (top-1" in advice

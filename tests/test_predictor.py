@@ -28,7 +28,7 @@ def without_timings(report: dict) -> dict:
 def test_predict_predict_batch_and_the_batch_runner_give_one_report(bundle, tmp_path):
     import json
 
-    from runtime.batch import run_batch
+    from runtime.app.batch import run_batch
 
     predictor = Predictor(bundle, mc_samples=5)
     run_batch(predictor, SAMPLE_FILES, tmp_path, workers=2)

@@ -80,8 +80,8 @@ def test_greyscale_is_out_of_domain_and_colour_dermoscopy_is_not():
 @pytest.mark.slow
 def test_a_greyscale_tiff_is_referred_and_no_badge_is_green(bundle, tmp_path):
     from runtime.draw import GREEN, MUTED, RED
-    from runtime.panel import GAP, WIDTH, render_panel
     from runtime.predictor import Predictor
+    from runtime.report.panel import GAP, WIDTH, render_panel
 
     grey = cv2.cvtColor(cv2.imread(str(SAMPLES / "ISIC_0034390.jpg")), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "grey.tif"), grey)

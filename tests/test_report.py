@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from runtime.batch import SUMMARY_FIELDS, run_batch
+from runtime.app.batch import SUMMARY_FIELDS, run_batch
 from runtime.predictor import Predictor
 from runtime.report import REPORT_SCHEMA
 from tests.conftest import SAMPLES, SCHEMAS, schema_errors

@@ -205,7 +205,7 @@ NO_TORCH = textwrap.dedent("""
             if name == "torch" or name.startswith("torch.") or name in ("timm", "torchvision"):
                 raise ImportError("torch is blocked in this process")
     sys.meta_path.insert(0, Block())
-    from runtime.batch import run_batch
+    from runtime.app.batch import run_batch
     from runtime.predictor import Predictor
     outcomes = run_batch(Predictor(sys.argv[1], mc_samples=5), [sys.argv[2]], sys.argv[3]).outcomes
     assert all(o.status == "ok" for o in outcomes if o.input.endswith(".jpg")), [o.row for o in outcomes]

@@ -605,7 +605,7 @@ def test_every_instance_of_a_served_model_appends_to_one_audit_chain(bundle, sta
     import hashlib
 
     from runtime.audit import verify
-    from runtime.sbom import sbom_sha256
+    from runtime.audit.sbom import sbom_sha256
 
     log = tmp_path / "served.jsonl"
     server = started(bundle, "--instances", "2", "--audit", str(log), "--operator", "op9", "--device-id", "rack-1")

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from export.cli import app as export_app
+from runtime.app.cli import app, trusted_key_source
 from runtime.backends import open_backend
-from runtime.cli import app, trusted_key_source
 from runtime.errors import ManifestError
 from runtime.manifest import read_sidecar, sidecar_path, write_sidecar
 from runtime.signing import SignatureError, TrustedKeys, signature_path

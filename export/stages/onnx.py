@@ -15,10 +15,10 @@ from export.spec import ExportSpec
 from export.stages.bundle import save_bundle
 from export.wrappers import IntermediateLayerGraph, LastLayerGraph
 from melanomanet.model import intermediate_layers
+from runtime.audit.sbom import sbom_sha256
 from runtime.contract import OUTPUTS
 from runtime.errors import ConfigError, MnetError
 from runtime.manifest import Manifest
-from runtime.sbom import sbom_sha256
 
 
 def to_onnx(source: Source, spec: ExportSpec, out: Path, concepts: dict | None = None) -> Path:

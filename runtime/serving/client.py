@@ -15,7 +15,7 @@ import numpy as np
 
 from runtime.errors import ConfigError, ImageError, MnetError, ServingError
 from runtime.manifest import find_class
-from runtime.render import Rendered
+from runtime.report.render import Rendered
 from runtime.serving.protocol import HEATMAP_OUTPUT, IMAGE_INPUT, MODEL_NAME, PANEL_OUTPUT, REPORT_OUTPUT
 from runtime.stages import Item
 

@@ -15,8 +15,8 @@ from runtime.errors import ConfigError, ImageError, MnetError
 from runtime.manifest import find_class
 from runtime.options import ImageOptions, check_mm_per_px
 from runtime.predictor import Predictor
-from runtime.render import render_outputs
 from runtime.report import report_json
+from runtime.report.render import render_outputs
 from runtime.result import Result
 
 MODEL_NAME = "melanomanet"

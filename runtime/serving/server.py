@@ -172,7 +172,7 @@ def open_serving_audit(options: ServingOptions, environment: ServingEnvironment,
     """Open (and start) the audit log before Triton starts, so an unwritable or broken log stops `mnet serve` at
     once; its start record carries the serving environment's SBOM sha256 (what the model instances run with)."""
     from runtime.audit import AuditLog, Identity
-    from runtime.sbom import sbom_sha256
+    from runtime.audit.sbom import sbom_sha256
 
     AuditLog(options.audit, Identity(options.operator, options.device_id, options.log_names,
                                      sbom_sha256([str(environment.site_packages)])), options.audit_max_bytes,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.batch import run_batch, write_outputs
+from runtime.app.batch import run_batch, write_outputs
 from runtime.contract import CAM_ACTIVATIONS, CAM_CLASS, CAM_GRADIENTS, IMAGE, MC_MASK
 from runtime.errors import ConfigError
 from runtime.explain.gradcampp import gradcampp_maps

@@ -11,8 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+from runtime.app.precision import hardware_advice
 from runtime.hardware import cpu_flags, openvino_cpu_capabilities, precision_support
-from runtime.precision import hardware_advice
 
 PACKAGES = ("numpy", "opencv-python-headless", "pillow", "onnxruntime", "onnxruntime-gpu", "tensorrt",
             "cuda-python", "torch", "timm", "onnx", "tritonclient", "openvino")

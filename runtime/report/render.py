@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.panel import render_panel
 from runtime.png import encode_png
-from runtime.result import Result
+from runtime.report import Explained
+from runtime.report.panel import render_panel
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,6 @@ class Rendered:
     panel_png: bytes | None
 
 
-def render_outputs(result: Result, panel: bool = True) -> Rendered:
+def render_outputs(result: Explained, panel: bool = True) -> Rendered:
     heatmap = encode_png(np.uint8(np.clip(result.heatmap, 0, 1) * 255))
     return Rendered(result.to_dict(), heatmap, encode_png(render_panel(result)) if panel else None)

@@ -33,8 +33,8 @@ from runtime.outputs import (
     summary_writer,
 )
 from runtime.referral import review_reasons
-from runtime.render import Rendered, render_outputs
 from runtime.report import report_json
+from runtime.report.render import Rendered, render_outputs
 from runtime.stages import Item, Stages, drive
 
 if TYPE_CHECKING:

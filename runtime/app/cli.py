@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from runtime.console import (
+from runtime.app.console import (
     AuditMaxMbOpt,
     AuditNewOpt,
     BackendName,
@@ -135,7 +135,7 @@ def _open_audit(path: Path, operator, device_id, log_names, audit_new, audit_max
     """The run's audit log, opened (and checked) before the first image; its start record carries this
     environment's SBOM sha256."""
     from runtime.audit import AuditLog, Identity
-    from runtime.sbom import sbom_sha256
+    from runtime.audit.sbom import sbom_sha256
 
     return AuditLog(path, Identity(operator, device_id, log_names, sbom_sha256()),
                     int(audit_max_mb * 1e6) if audit_max_mb else None, audit_new)
@@ -160,7 +160,7 @@ def _run_served(inputs, out, server, concurrency, class_name, mm_per_px, lesion_
 
 def _explain_all(predictor, inputs, out, class_name, collected, options, force, workers, open_audit=None):
     """The batch with a progress bar and the summary table; the summary."""
-    from runtime.batch import run_batch
+    from runtime.app.batch import run_batch
 
     with progress_bar(with_status=False) as bar:
         task = bar.add_task("explaining", total=len(collected[0]))
@@ -281,7 +281,7 @@ def abcde_table(result: dict) -> Table:
     """The readable summary: each criterion's reading (as on the panel), then the changes since the prior."""
     from runtime.abcde.overlay import change_lines
     from runtime.draw import AMBER
-    from runtime.panel import abcd_lines
+    from runtime.report.panel import abcd_lines
 
     table = Table("", "reading", title=f"ABCD(E) of {Path(result['image']).name}", show_lines=False,
                   caption="Measured, not diagnosed: research software, not a medical device.")
@@ -325,7 +325,7 @@ def bench(
         fail(ConfigError("give --model model.onnx (or --server URL)"))
     if precision:
         return _bench_precision(model, mc_samples, images, repeats, json_out)
-    from runtime.bench import bench as run_bench
+    from runtime.app.bench import bench as run_bench
 
     try:
         report = run_bench(model, backend.value, mc_samples, images, batch, repeats, threads, workers)
@@ -351,9 +351,9 @@ def _bench_precision(model: Path, mc_samples: Optional[int], images: Optional[Pa
                      json_out: Optional[Path]):
     from tempfile import TemporaryDirectory
 
-    from runtime.bench import sample_files
+    from runtime.app.bench import sample_files
+    from runtime.app.precision import compare_precisions
     from runtime.hardware import accelerates_bf16
-    from runtime.precision import compare_precisions
 
     with console.status("timing each precision (whole explained predictions)"), TemporaryDirectory() as folder:
         report = guarded(lambda: compare_precisions(model, sample_files(images, Path(folder)), repeats, mc_samples))
@@ -381,7 +381,7 @@ def _bench_precision(model: Path, mc_samples: Optional[int], images: Optional[Pa
 
 
 def _bench_server(server: str, concurrency: str, requests: int, images: Optional[Path], json_out: Optional[Path]):
-    from runtime.bench import sample_images
+    from runtime.app.bench import sample_images
     from runtime.serving.client import load_test
 
     try:
@@ -508,10 +508,10 @@ def doctor(
 ):
     """What is installed, which backends will work here, and the fix for each that will not. Exit 0 when the
     runtime can run (ONNX Runtime on the CPU at least)."""
-    from runtime.doctor import diagnose
+    from runtime.app.doctor import diagnose
 
     if sbom is not None:
-        from runtime.sbom import write_sbom
+        from runtime.audit.sbom import write_sbom
 
         try:
             digest = write_sbom(sbom)
@@ -521,9 +521,9 @@ def doctor(
 
     checks = diagnose()
     if model is not None:
-        from runtime.doctor import Check, gpu_name
+        from runtime.app.doctor import Check, gpu_name
+        from runtime.app.precision import advise
         from runtime.hardware import cpu_flags
-        from runtime.precision import advise
 
         checks.append(Check(f"precision of {model.name}", True, guarded(lambda: advise(model, cpu_flags(),
                                                                                        gpu_name()))))
@@ -576,7 +576,7 @@ def audit_replay(
 ):
     """Re-run one logged prediction from its image and bundle and say whether the outputs are identical (exit 0)
     or not (exit 1, naming what differs)."""
-    from runtime.replay import find_record, replay
+    from runtime.app.replay import find_record, replay
 
     try:
         found = replay(find_record(record), images, bundles, backend.value if backend else None)

@@ -8,7 +8,6 @@ never clipped, and the height follows the content."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -31,10 +30,7 @@ from runtime.draw import (
     wrap,
 )
 from runtime.manifest import CLASS_DESCRIPTIONS
-from runtime.report import DEMO_DISCLAIMER, DISCLAIMER
-
-if TYPE_CHECKING:
-    from runtime.result import Result
+from runtime.report import DEMO_DISCLAIMER, DISCLAIMER, Explained
 
 TILE_W, TILE_H, GAP = 440, 330, 16
 WIDTH = 3 * TILE_W + 4 * GAP
@@ -57,7 +53,7 @@ CONCEPT_LEGEND = ("In plain words: a positive cos means the image looks like the
                   "positive pushes towards that class.)")
 
 
-def render_panel(result: Result) -> np.ndarray:
+def render_panel(result: Explained) -> np.ndarray:
     canvas = np.full((MAX_HEIGHT, WIDTH, 3), 255, np.uint8)
     top = 0
     if result.is_demo:
@@ -158,7 +154,7 @@ def _colour_bar(canvas, left, top, width, empty: bool) -> int:
     return top + 24
 
 
-def abcd_tile(result: Result) -> np.ndarray:
+def abcd_tile(result: Explained) -> np.ndarray:
     """The ABCD marks on the view the result was analysed and is drawn on; the measurements are in the original
     image's pixels, so they are scaled to the view's."""
     rgb = result.view_rgb

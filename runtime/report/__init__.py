@@ -1,4 +1,5 @@
-"""The JSON report (versioned schema) of one explained prediction."""
+"""The report room: the JSON report (versioned schema) of one explained prediction, here; its heatmap and panel
+PNGs in `render` and `panel`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from runtime.manifest import CLASS_DESCRIPTIONS
 
 
 class Explained(Protocol):
-    """What a report is made from (`runtime.result.Result` is one), declared here so that the report does not
-    import the result that renders it."""
+    """What a report, its heatmap and its panel are made from (`runtime.result.Result` is one), declared here so
+    that the report room does not import the result that renders it."""
 
     label: str
     probabilities: Any
@@ -31,6 +32,9 @@ class Explained(Protocol):
     is_demo: bool
     untrained_classes: tuple[str, ...]
     heatmap_grid: tuple[int, int]
+    heatmap: Any  # the GradCAM++ map at the view's size, 0-1
+    lesion_mask: Any
+    view_rgb: Any  # the image as analysed and drawn
 
 REPORT_SCHEMA = "mnet.report/1"
 DEMO_DISCLAIMER = ("DEMO WEIGHTS trained on synthetic lesions: these outputs say nothing about this lesion. "
