@@ -25,7 +25,9 @@ from melanomanet.data.ham10000 import read_metadata
 from melanomanet.data.layouts import prepare_data
 from melanomanet.metrics import classification_report, roc_auc
 from melanomanet.plots import confusion_png, risk_coverage_png, roc_png, training_curves_png
-from runtime.domain import not_dermoscopy_score
+from runtime.abcde.analyze import analyze
+from runtime.abcde.skin import ITA_BANDS
+from runtime.domain import NOT_DERMOSCOPY_THRESHOLD, not_dermoscopy_score
 from runtime.imageio import load_image
 from runtime.predictor import Predictor
 from runtime.uncertainty import softmax
@@ -50,6 +52,18 @@ def predict_all(predictor: Predictor, files: list[Path], label: str) -> dict:
         if index % 200 == 0:
             print(f"  {label}: {index}/{len(files)}", file=sys.stderr)
     return {key: np.asarray(value) for key, value in rows.items()}
+
+
+def skin_bands(files: list[Path], label: str) -> list[str]:
+    """Each image's ITA band of the skin around the runtime's own outline (`abcde.skin`), "unmeasured" where no
+    outline was measured or too little skin is in view."""
+    bands = []
+    for index, path in enumerate(files):
+        skin = analyze(load_image(path)).get("skin")
+        bands.append(skin["band"] if skin else "unmeasured")
+        if index % 400 == 0:
+            print(f"  {label} skin: {index}/{len(files)}", file=sys.stderr)
+    return bands
 
 
 def lesion_bootstrap(statistic, groups: np.ndarray, seed: int = 0, resamples: int = RESAMPLES) -> list[float]:
@@ -143,14 +157,15 @@ def histogram_baseline(train_files, train_targets, test_files, classes: int) -> 
 
 def subgroups(metadata: dict, images, targets, probabilities, groups, names, mel_threshold) -> dict:
     """Balanced accuracy, and melanoma sensitivity and specificity at the threshold, by sex, age band and body site
-    (HAM10000's metadata)."""
+    (HAM10000's metadata) and by the ITA band of the skin around the lesion (`ita_band`, measured here)."""
     def band(age: str) -> str:
         if not age:
             return "unknown"
         return next(label for low, high, label in AGE_BANDS if low <= float(age) < high)
 
     keys = {"sex": lambda row: row["sex"] or "unknown", "age_band": lambda row: band(row["age"]),
-            "body_site": lambda row: row["localization"] or "unknown"}
+            "body_site": lambda row: row["localization"] or "unknown",
+            "skin_ita_band": lambda row: row.get("ita_band", "unmeasured")}
     present = np.unique(targets)
     melanoma = targets == names.index("MEL")
     flagged = probabilities[:, names.index("MEL")] >= (mel_threshold if mel_threshold is not None else 0.5)
@@ -204,6 +219,25 @@ def ood_figures(test, outside) -> dict:
             "dermoscopy_referred_by_shipped_rule": float(test["referred"].mean())}
 
 
+def photo_strata(folder: Path, photos: list[Path], outside: dict, bands: list[str]) -> dict:
+    """The phone photos by PAD-UFES-20's recorded Fitzpatrick type and by ITA band: counts, and the share the
+    shipped rule refers and the domain check flags."""
+    import csv
+
+    with open(folder / "metadata.csv", newline="") as handle:
+        fitzpatrick = {row["img_id"]: row["fitspatrick"] for row in csv.DictReader(handle)}
+    types = [f"type {int(float(fitzpatrick[p.name]))}" if fitzpatrick.get(p.name) else "not recorded" for p in photos]
+    flagged = outside["domain"] > NOT_DERMOSCOPY_THRESHOLD
+    table = {}
+    for key, values in (("fitzpatrick", types), ("skin_ita_band", bands)):
+        values = np.asarray(values)
+        table[key] = {value: {"photos": int((values == value).sum()),
+                              "referred": float(outside["referred"][values == value].mean()),
+                              "flagged_not_dermoscopy": float(flagged[values == value].mean())}
+                      for value in sorted(set(values))}
+    return table
+
+
 def take(indices: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
     if limit is None or limit >= len(indices):
         return indices
@@ -253,6 +287,8 @@ def run(bundle: Path, data: Path, out: Path, limit: int | None, history: Path | 
     figures["baselines"] = {
         "majority_class": accuracy_figures(test_targets, majority, groups, names, None),
         "colour_histogram_logistic_regression": accuracy_figures(test_targets, baseline, groups, names, None)}
+    for name, skin in zip(test_images, skin_bands(test_files, "test")):
+        metadata[name] = {**metadata[name], "ita_band": skin}
     figures["subgroups"] = subgroups(metadata, test_images, test_targets, test["probabilities"], groups, names,
                                      mel_threshold)
     figures["calibration"] = {
@@ -265,6 +301,9 @@ def run(bundle: Path, data: Path, out: Path, limit: int | None, history: Path | 
     photos = sorted(p for p in (data / "pad-ufes-20" / "images").iterdir())
     outside = predict_all(predictor, photos[:limit] if limit else photos, "PAD-UFES-20")
     figures["out_of_distribution"] = ood_figures(test, outside)
+    photos = photos[:limit] if limit else photos
+    figures["out_of_distribution"]["by_skin"] = photo_strata(data / "pad-ufes-20", photos, outside,
+                                                             skin_bands(photos, "PAD-UFES-20"))
     external = prepare_data(data / "isic2017", 0)
     idx = take(np.arange(len(external.labels.images)), limit)
     external_targets = external.labels.targets[idx]
@@ -366,6 +405,10 @@ def markdown(figures: dict) -> str:
             out.append(f"| {key.replace('_', ' ')} | {value} | {row['images']} | {row['melanomas']} | "
                        f"{cell(row['balanced_accuracy'])} | {cell(row['melanoma_sensitivity'])} | "
                        f"{cell(row.get('melanoma_specificity'))} |")
+    out += ["", "Skin ITA band: the Individual Typology Angle of a ring of skin around the runtime's outline, "
+                f"bands {', '.join(f'{name} > {low:g}' for low, name in ITA_BANDS)} degrees, dark below; measured "
+                "under the dermatoscope's own light, an approximation of skin tone (HAM10000 records no skin type). "
+                "A band with few images has not been measured, whatever its figure."]
     out += ["", f"## Calibration (temperature {figures['temperature']:.3f}, fitted on the validation split)", "",
             "| | ECE | MCE | NLL | Brier |", "| --- | --- | --- | --- | --- |"]
     for name in ("before", "after"):
@@ -393,6 +436,14 @@ def markdown(figures: dict) -> str:
             for name, value in ood["auroc"].items()]
     out += ["", f"The shipped rule refers {ood['referred_by_shipped_rule']:.3f} of the photos and "
                 f"{ood['dermoscopy_referred_by_shipped_rule']:.3f} of the held-out dermoscopy.", ""]
+    if ood.get("by_skin"):
+        out += ["The photos by PAD-UFES-20's recorded Fitzpatrick type and by ITA band:", "",
+                "| stratum | value | photos | referred | flagged as not dermoscopy |",
+                "| --- | --- | --- | --- | --- |"]
+        for key, rows in ood["by_skin"].items():
+            out += [f"| {key.replace('_', ' ')} | {value} | {row['photos']} | {row['referred']:.3f} | "
+                    f"{row['flagged_not_dermoscopy']:.3f} |" for value, row in rows.items()]
+        out.append("")
     external = figures["external_isic2017"]
     out += [f"## External: ISIC 2017 Part 1 ({external['images']} images, MEL and NV)", "",
             f"Balanced accuracy {cell(external['balanced_accuracy'])}, macro AUC {cell(external['macro_auc'])}; "

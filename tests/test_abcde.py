@@ -365,3 +365,29 @@ def test_features_reuse_the_segmentations_working_copies_exactly(name):
     found = segment(image)
     assert found.cleaned_lab is not None and found.working_rgb is not None
     assert measure_features(image, found.mask, found) == measure_features(image, found.mask)
+
+
+@pytest.mark.parametrize("skin_rgb", [(236, 200, 180), (198, 150, 120), (150, 100, 70), (90, 60, 45)])
+def test_the_skin_around_a_lesion_has_the_ita_of_its_colour(skin_rgb):
+    """ITA = arctan((L* - 50) / b*) of a uniform skin, CIELAB from scikit-image (an independent conversion)."""
+    from skimage.color import rgb2lab
+
+    from runtime.abcde.skin import ita_band, skin_tone
+
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[:] = skin_rgb
+    mask = blank(300, 400)
+    cv2.circle(mask, (200, 150), 50, 1, -1)
+    image[mask > 0] = (40, 30, 30)
+    lightness, _, yellowness = rgb2lab(np.array([[skin_rgb]], np.uint8))[0, 0]
+    expected = np.degrees(np.arctan((lightness - 50) / yellowness))
+    found = skin_tone(image, mask)
+    assert found["ita_deg"] == pytest.approx(expected, abs=1.0)
+    assert found["band"] == ita_band(expected)
+
+
+def test_ita_bands_follow_the_conventional_cut_points():
+    from runtime.abcde.skin import ita_band
+
+    assert [ita_band(v) for v in (60, 50, 30, 20, 0, -40)] == ["very light", "light", "intermediate", "tan", "brown",
+                                                                "dark"]

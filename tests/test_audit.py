@@ -1,4 +1,4 @@
-"""The audit log (runtime/audit/), replay (runtime/app/replay.py) and the SBOM (runtime/audit/sbom.py): every kind of break
+"""The audit log (runtime/audit/), replay (runtime/app/replay.py), the SBOM (runtime/audit/sbom.py): every break
 is found, parallel writers keep one chain, a kill loses at most the record in flight, a bad log stops a run before
 its first image, a replay reproduces a logged prediction, and the SBOM is valid CycloneDX whose hash the logs and
 the bundles carry."""

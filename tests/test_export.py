@@ -172,3 +172,15 @@ def test_unknown_cam_layer_lists_the_valid_ones(checkpoint, tmp_path):
                                       "--cam-layer", "backbone.nope"])
     assert result.exit_code == 1
     assert "backbone.nope" in result.output and "backbone.blocks.4" in result.output
+
+
+def test_checking_an_onnx_file_needs_no_pytorch(bundle):
+    """`mnet-export check` reads the graph with onnx alone: with torch, torchvision and timm unimportable it still
+    checks the bundle (the export extra, not train)."""
+    import subprocess
+    import sys
+
+    blocked = ("import sys; sys.modules.update(dict.fromkeys(('torch', 'torchvision', 'timm'))); "
+               f"sys.argv = ['mnet-export', 'check', {str(bundle)!r}]; from export.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "all parseable by TensorRT 10" in done.stderr + done.stdout, done.stderr[-2000:]

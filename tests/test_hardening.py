@@ -171,7 +171,9 @@ def test_tampered_weights_edited_manifest_and_missing_sidecar_are_refused(bundle
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(class_names=["A", "B", "C"]), "names 3 classes but the graph gives 9 logits"),
+    (lambda m: m.update(class_names=["A", "B", "C"], untrained_classes=[]),
+     "names 3 classes but the graph gives 9 logits"),
+    (lambda m: m.update(untrained_classes=["XYZ"]), "untrained_classes .*XYZ.* are not among the class names"),
     (lambda m: m["preprocessing"].pop("mean"), "malformed manifest.*mean"),
     (lambda m: m["preprocessing"].update(image_size="large"), "image_size 'large'"),
     (lambda m: m["preprocessing"].update(std=[0.2, 0.0, 0.2]), "std .* must be positive"),

@@ -96,6 +96,8 @@ def test_each_panel_kind_says_what_it_shows(results, monkeypatch):
                      "not a Total Dermoscopy Score", "high attention", "maximum Feret diameter", "Review rule",
                      "not what the model has never seen"):
         assert expected in predicted
+    if results["predicted"].abcde["skin"]:
+        assert f"ITA {results['predicted'].abcde['skin']['ita_deg']:.0f} deg" in predicted
     rows, columns = results["predicted"].class_maps.shape[-2:]
     assert f"a {rows} x {columns} grid, smoothed" in predicted
 

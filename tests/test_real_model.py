@@ -71,6 +71,11 @@ def test_the_figures_study_runs_on_a_subset(tmp_path):
     assert {p.name for p in tmp_path.glob("*.png")} >= {"confusion.png", "roc.png", "risk_coverage.png"}
     assert np.isfinite(figures["referral"]["shipped rule"]["referred"]) and "balanced accuracy" in summary(figures)
     assert "## Subgroups" in (tmp_path / "figures.md").read_text()
+    skin = figures["subgroups"]["skin_ita_band"]
+    assert sum(row["images"] for row in skin.values()) == 24
+    by_type = figures["out_of_distribution"]["by_skin"]["fitzpatrick"]
+    assert sum(row["photos"] for row in by_type.values()) == 24 and all(
+        value.startswith("type ") or value == "not recorded" for value in by_type)
 
 
 def test_untrained_classes_come_from_the_training_part_and_name_known_classes(manifest):

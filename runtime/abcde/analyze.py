@@ -23,6 +23,7 @@ from runtime.abcde.quality import centroid
 from runtime.abcde.rules import COLOURS, STRUCTURES, readings, reliable_colours, total_dermoscopy_score
 from runtime.abcde.segment import Segmentation, segment, working_image
 from runtime.abcde.shape import region, region_inside
+from runtime.abcde.skin import skin_tone
 from runtime.options import check_mm_per_px, check_position
 
 PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 0.5 x colour count: the A, B and C "
@@ -33,7 +34,7 @@ PARTIAL_SCORE_NOTE = ("1.3 x asymmetry points + 0.1 x border cut-off segments + 
 
 MAX_ANALYSIS_SIDE = 2048
 NOT_MEASURED = {"asymmetry": None, "border": None, "color": None, "diameter": None, "partial_score": None,
-                "structures": None, "tds": None}
+                "structures": None, "tds": None, "skin": None}
 DERMOSCOPY = "dermoscopy"
 # Why the dermoscopic readings (the six colours, the structures, the scores of Stolz's rule) are not taken, by
 # the image's domain as `runtime.domain` names it: outline, asymmetry, border and diameter still are.
@@ -152,6 +153,7 @@ def _measure(image_rgb: np.ndarray, mm_per_px: float | None, mask: np.ndarray | 
                       "centroid": list(geometry.centroid)},
         "border": {"compactness": compactness(geometry), "cutoff_segments": cutoffs},
         "diameter": diameter,
+        "skin": skin_tone(image_rgb, found.mask),
     })
     if not dermoscopic:
         reason = NOT_APPLICABLE[domain]

@@ -258,6 +258,10 @@ def abcd_lines(abcde: dict | None) -> list[tuple[str, str, tuple | str | None]]:
         ("D", f"here the maximum diameter, {size}" + (", above 6 mm" if diameter["large"] else "")
               + "; not Stolz's D (differential structures), " + structures_text(abcde.get("structures")), None),
     ]
+    skin = abcde.get("skin")
+    if skin:
+        lines.append(("", f"Skin around it: ITA {skin['ita_deg']:.0f} deg ({skin['band']}), measured under the "
+                          "image's own light: an approximation of skin tone, not a Fitzpatrick type", MUTED))
     partial = abcde.get("partial_score")
     if partial:
         lines.append(("", f"Partial score (A, B and C terms only) = 1.3 x {a_points} + 0.1 x {b_points} + 0.5 x "
