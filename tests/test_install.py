@@ -90,7 +90,7 @@ def test_checking_an_onnx_file_asks_only_for_the_export_extra(runtime_venv, bund
 
 def test_doctor_advises_what_fits_an_installed_package(runtime_venv, tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "MNET_SERVING_ENV"}
-    done = mnet(runtime_venv, "doctor", cwd=tmp_path, env={**environment, "HOME": str(tmp_path)})
+    done = mnet(runtime_venv, "doctor", cwd=tmp_path, env={**environment, "HOME": str(tmp_path), "COLUMNS": "4000"})
     said = " ".join((done.stdout + done.stderr).split())
     assert "make install" not in said and "site-packages/.venv-serve" not in said, said
     assert "melanomanet-edge[serve]" in said and str(tmp_path / ".local" / "share" / "mnet-serve") in said

@@ -14,6 +14,7 @@ from runtime.abcde.artifacts import ellipse
 ITA_BANDS = ((55.0, "very light"), (41.0, "light"), (28.0, "intermediate"), (10.0, "tan"), (-30.0, "brown"))
 DARK = "dark"
 MIN_RING_PIXELS = 200
+MIN_YELLOWNESS = 1.0  # b* below which the angle says nothing (a grey image has b* = 0)
 RING_SIDE = 256
 SKIN_ITA_NOTE = ("ITA of a ring of skin around the outline, under the image's own light: an approximation of the "
                  "skin's tone, not a Fitzpatrick type")
@@ -26,7 +27,7 @@ def ita_band(ita_deg: float) -> str:
 def skin_tone(image_rgb: np.ndarray, mask: np.ndarray) -> dict | None:
     """ITA of the skin around the lesion `mask` (0/1 at the image's size): a ring from 1/20 to 1/6 of the image's
     long side outside the outline, inside the image, measured at RING_SIDE pixels; None when too little skin is
-    in view or b* is not positive (no yellowness to measure an angle against)."""
+    in view or b* is below MIN_YELLOWNESS (no yellowness to measure an angle against)."""
     height, width = image_rgb.shape[:2]
     scale = min(1.0, RING_SIDE / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -41,7 +42,7 @@ def skin_tone(image_rgb: np.ndarray, mask: np.ndarray) -> dict | None:
     # OpenCV's float conversion: exact CIELAB (the 8-bit one rounds b* by up to a unit, a degree of ITA on dark skin)
     lab = cv2.cvtColor((small[ring][None] / 255).astype(np.float32), cv2.COLOR_RGB2LAB)[0]
     lightness, _, yellowness = np.median(lab, axis=0)
-    if yellowness <= 0:
+    if yellowness < MIN_YELLOWNESS:
         return None
     ita = float(np.degrees(np.arctan((lightness - 50) / yellowness)))
     return {"ita_deg": round(ita, 1), "band": ita_band(ita), "lightness": round(float(lightness), 1),
