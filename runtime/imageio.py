@@ -47,6 +47,12 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
 
     The header is read first: a file that declares more pixels than MAX_PIXELS is refused before anything is
     decoded. Any decoder failure becomes an ImageError naming the file."""
+    return decode_image(read_image_file(path), path)
+
+
+def read_image_file(path: str | Path) -> bytes:
+    """An image file's bytes, read once (what `read_image` decodes and a caller may hash), or an ImageError
+    naming the file: missing, a folder, or empty."""
     path = Path(path)
     if not path.exists():
         raise ImageError(path, "file not found", "Check the path.", usage=True)
@@ -54,7 +60,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
         raise ImageError(path, "is a folder, not an image", "Pass image files, or a folder that holds some.")
     if path.stat().st_size == 0:
         raise ImageError(path, "file is empty", "Copy the image again from its source.")
-    return decode_image(path.read_bytes(), path)
+    return path.read_bytes()
 
 
 def decode_image(data: bytes, source: str | Path, max_pixels: int = MAX_PIXELS,

@@ -29,7 +29,7 @@ from runtime.domain import domain_warnings, image_domain
 from runtime.errors import MnetError
 from runtime.explain.alignment import attention_alignment
 from runtime.explain.gradcampp import gradcampp_maps, upsample
-from runtime.imageio import MAX_PIXELS, as_rgb_array, decode_image, read_image
+from runtime.imageio import MAX_PIXELS, as_rgb_array, decode_image, read_image_file
 from runtime.manifest import find_class, sha256_file, sidecar_path
 from runtime.options import ImageOptions, check_sampling
 from runtime.preprocess import preprocess
@@ -57,7 +57,7 @@ class Prepared:
     view: np.ndarray
     factor: float
     input_warnings: list[dict]
-    sha256: str  # of the input as given (`input_digest`)
+    sha256: str  # of the input as given: a file's or a request's bytes, an array's pixels (`array_digest`)
 
 
 class Predictor:
@@ -133,13 +133,17 @@ class Predictor:
         started = time.perf_counter()
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
-            rgb, header = read_image(image)
+            data = read_image_file(image)
+            rgb, header = decode_image(data, image)
+            digest = sha256_bytes(data)  # the bytes just read, not the file read again
         elif isinstance(image, bytes):
             name = name or "<bytes>"
             rgb, header = decode_image(image, name, self.max_pixels, SERVED_LIMIT_FIX)
+            digest = sha256_bytes(image)
         else:
             name = name or "<array>"
             rgb, header = as_rgb_array(image, name), {"format": "array", "exif_orientation": 1}
+            digest = array_digest(image)
         decoded = time.perf_counter()
         tensor = preprocess(rgb, self.manifest.preprocessing)[None]
         view, factor = bounded_view(rgb)
@@ -148,7 +152,7 @@ class Predictor:
         warnings = domain_warnings(view)
         return Prepared(name, rgb, header, tensor, {"decode": _ms(started, decoded),
                                                     "preprocess": _ms(decoded, time.perf_counter())}, view, factor,
-                        warnings, input_digest(image))
+                        warnings, digest)
 
     def infer(self, prepared: Prepared, requested: int | None = None) -> dict:
         started = time.perf_counter()
@@ -292,13 +296,9 @@ class Predictor:
         self.backend.close()
 
 
-def input_digest(image) -> str:
-    """The sha256 of an input as given: a file's bytes, encoded bytes, or an array's pixels (with its shape)."""
-    if isinstance(image, (str, Path)):
-        return sha256_file(image)
-    if isinstance(image, (bytes, bytearray)):
-        return sha256_bytes(bytes(image))
-    array = np.ascontiguousarray(image)
+def array_digest(array: np.ndarray) -> str:
+    """The sha256 of an array input: its pixels with their shape and type."""
+    array = np.ascontiguousarray(array)
     return sha256_bytes(f"{array.shape}{array.dtype}".encode() + array.tobytes())
 
 
