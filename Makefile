@@ -48,7 +48,7 @@ bench-cuda: $(STAMP)
 demo: $(STAMP) $(SERVING_STAMP)
 	bash scripts/demo.sh $(DEMO_DIR)
 
-# Retrain the shipped real model (models/ham10000_b0.onnx) and reproduce its figures (docs/real/): DATA is a
+# Retrain the shipped real model (models/ham10000_lite0.onnx) and reproduce its figures (docs/real/): DATA is a
 # HAM10000 folder (the release's metadata CSV beside its images), REAL the folder with ph2/, pad-ufes-20/, isic2017/.
 real: $(STAMP)
 	bash scripts/real.sh $(DATA) $(REAL) $(REAL_OUT)

@@ -203,8 +203,8 @@ def quantize(
                                            "agrees best with FP32 on tuning images.")] = "auto",
     calib_images: Annotated[int, typer.Option(min=1, help="INT8 calibration images.")] = 300,
     keep_fp32: Annotated[Optional[list[str]], typer.Option(metavar="GROUP", help="Layer groups kept FP32 from "
-                                                           "the start: stem, squeeze_excite, depthwise, "
-                                                           "pointwise, full, head.")]
+                                                           "the start: by role stem, squeeze_excite, depthwise, "
+                                                           "pointwise, full, head; by depth stage0, stage1, ...")]
     = None,
     accept_fidelity: Annotated[bool, typer.Option(help="Write the bundle even when it misses the fidelity "
                                                   "targets (the report and manifest say which).")] = False,

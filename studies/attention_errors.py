@@ -6,7 +6,7 @@ runtime with ABCD on: each image's top-1 correctness, `gradcampp.peak_outside_le
 inside the outline. Prints the error rate with the peak inside and outside (lesion-bootstrap intervals), and the
 AUROC of the inside share as a score of error, beside the AUROC of the shipped rule's own score.
 
-    .venv/bin/python studies/attention_errors.py --bundle models/ham10000_b0.onnx --data ../shared/data/real
+    .venv/bin/python studies/attention_errors.py --bundle models/ham10000_lite0.onnx --data ../shared/data/real
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def measure(bundle: Path, data: Path, limit: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=Path("models/ham10000_b0.onnx"))
+    parser.add_argument("--bundle", type=Path, default=Path("models/ham10000_lite0.onnx"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data/real"))
     parser.add_argument("--limit", type=int, default=None)
     arguments = parser.parse_args()

@@ -6,7 +6,7 @@ PAD-UFES-20 smartphone photos as out-of-distribution input, and ISIC 2017 as an 
 Everything runs through the torch-free runtime on the bundle itself (what a user gets), with the split the bundle
 records (checked by its sha256). `make real` runs it after training; `--limit N` takes N images per set (tests).
 
-    python studies/real_figures.py --bundle models/ham10000_b0.onnx --data ../shared/data/real --out docs/real
+    python studies/real_figures.py --bundle models/ham10000_lite0.onnx --data ../shared/data/real --out docs/real
 """
 
 from __future__ import annotations
@@ -274,6 +274,7 @@ def run(bundle: Path, data: Path, out: Path, limit: int | None, history: Path | 
     val = predict_all(predictor, val_files, "validation")
     test = predict_all(predictor, test_files, "test")
     figures = {"bundle": bundle.name, "bundle_sha256": predictor.model_info["sha256"],
+               "model": f"{manifest.architecture}, {manifest.preprocessing.image_size} px",
                "temperature": manifest.temperature, "referral_rule": rule.to_dict(),
                "data": prepared.describe(), "limit": limit}
     figures["test"] = accuracy_figures(test_targets, test["probabilities"], groups, names, mel_threshold)
@@ -380,7 +381,7 @@ def markdown(figures: dict) -> str:
            "```", figures["data"], "```", "",
            f"## Held-out split: {test['images']} images of {test['lesions']} lesions", "",
            "| model | balanced accuracy | macro AUC | accuracy |", "| --- | --- | --- | --- |",
-           f"| EfficientNetV2-B0, 128 px (shipped) | {cell(test['balanced_accuracy'])} | {cell(test['macro_auc'])} "
+           f"| {figures['model']} (shipped) | {cell(test['balanced_accuracy'])} | {cell(test['macro_auc'])} "
            f"| {test['accuracy']:.3f} |"]
     for name, row in figures["baselines"].items():
         out.append(f"| baseline: {name.replace('_', ' ')} | {cell(row['balanced_accuracy'])} | "
@@ -459,7 +460,7 @@ def markdown(figures: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=Path("models/ham10000_b0.onnx"))
+    parser.add_argument("--bundle", type=Path, default=Path("models/ham10000_lite0.onnx"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data/real"))
     parser.add_argument("--out", type=Path, default=Path("docs/real"))
     parser.add_argument("--history", type=Path, default=None, help="history.json of the training run")

@@ -18,16 +18,17 @@ from export.fidelity import EvalImage, explain_pairs, fidelity, melanoma_calls
 from export.precision import FidelityMissed, quantize_bundle
 from export.spec import FidelityTargets
 from export.stages.check import check_tensorrt
-from export.stages.quantize import QuantizeSpec, layer_groups
+from export.stages.quantize import QuantizeSpec, layer_groups, stage_groups
 from melanomanet.calibration import calibration_figures
 from runtime.backends import open_backend
 from runtime.errors import ConfigError, ManifestError
 from runtime.hardware import accelerates_bf16, accelerates_int8, cpu_name, openvino_cpu_capabilities
+from runtime.manifest import Manifest
 from runtime.onnxmeta import read_metadata
 from runtime.predictor import Predictor
 from tests.conftest import SAMPLES
 
-BUNDLE = Path(__file__).resolve().parents[1] / "models" / "ham10000_b0.onnx"
+BUNDLE = Path(__file__).resolve().parents[1] / "models" / "ham10000_lite0.onnx"
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
                                     reason="OpenVINO is not installed (the `openvino` extra)")
 LENIENT = FidelityTargets(top1_agreement=0.0, referral_agreement=0.0, gradcampp_pearson_median=0.0,
@@ -49,19 +50,27 @@ def test_the_manifest_is_read_from_the_protobuf_as_onnx_reads_it(tmp_path):
             assert read_metadata(path) == {}
 
 
-def test_layer_groups_match_the_architecture_timm_builds():
+@pytest.mark.parametrize("which", ["shipped Lite0 (no squeeze-excite)", "trained V2-B0 (squeeze-excite)"])
+def test_layer_groups_match_the_architecture_timm_builds(which, request):
     import onnx
     from torch import nn
 
     from melanomanet.model import build_model
 
-    groups = layer_groups(onnx.load(str(BUNDLE)))
-    model = build_model("tf_efficientnetv2_b0")
+    path = BUNDLE if which.startswith("shipped") else request.getfixturevalue("bundle")
+    groups = layer_groups(onnx.load(str(path)))
+    model = build_model(Manifest.from_json(read_metadata(path)["mnet.manifest"]).architecture)
     names = [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
     assert len(groups["stem"]) == 1 and len(groups["head"]) == 2
     assert len(groups["depthwise"]) == sum(name.endswith("conv_dw") for name in names)
-    assert len(groups["squeeze_excite"]) == sum(".se." in name for name in names)
+    assert len(groups.get("squeeze_excite", [])) == sum(".se." in name for name in names)
+    assert ("squeeze_excite" in groups) == which.endswith("(squeeze-excite)")
     assert sum(map(len, groups.values())) == len(names)
+    stages = stage_groups(onnx.load(str(path)))
+    in_blocks = [name for name in names if name.startswith("backbone.blocks.")]
+    assert list(stages) == [f"stage{k}" for k in range(len(model.backbone.blocks))]
+    assert [len(members) for members in stages.values()] == [
+        sum(name.startswith(f"backbone.blocks.{k}.") for name in in_blocks) for k in range(len(stages))]
 
 
 def test_ece_and_melanoma_calls_match_hand_counts():
@@ -167,6 +176,9 @@ def test_quantize_refuses_what_it_cannot_do(tmp_path, fp16):
         quantize_bundle(BUNDLE, QuantizeSpec("int8"), tmp_path / "x.onnx", None, [SAMPLES])
     with pytest.raises(ConfigError, match="bf16 is a run-time choice"):
         QuantizeSpec("bf16")
+    with pytest.raises(ConfigError, match=r"--keep-fp32 stage99: .*stem, depthwise, pointwise, head, stage0, stage1"):
+        quantize_bundle(BUNDLE, QuantizeSpec("int8", calib_images=5, keep_fp32=("stage99",)), tmp_path / "x.onnx",
+                        SAMPLES, [], targets=LENIENT, log=lambda line: None)
     from export.cli import app
 
     result = CliRunner().invoke(app, ["quantize", str(BUNDLE), "--precision", "int8", "--calib", str(SAMPLES)])

