@@ -3,7 +3,7 @@
 # weights, Lite0 from scratch and EfficientNetV2-B0 (the old shipped backbone) from scratch, each trained the same way
 # (128 px, the whole network, 3 epochs, class-balanced sampling, label smoothing 0.1, AdamW 1e-3 with a cosine
 # schedule) on HAM10000's lesion-grouped training split, then scored on its test split. studies/ablation.py writes
-# the table with lesion-bootstrap intervals. CPU: about 15 minutes an arm on 2 cores.
+# the table with lesion-bootstrap intervals (docs/ablation/ablation.md). CPU: about 15 minutes an arm on 2 cores.
 # Usage: scripts/ablation.sh HAM10000_DIR [OUT]
 set -euo pipefail
 data=${1:?the HAM10000 folder (HAM10000_metadata.csv beside its images)}
@@ -24,3 +24,10 @@ arm() {
 arm lite0_imagenet --arch tf_efficientnet_lite0 --pretrained
 arm lite0_scratch --arch tf_efficientnet_lite0 --no-pretrained
 arm v2b0_scratch --arch tf_efficientnetv2_b0 --no-pretrained
+echo "== the table, beside the shipped model (through the runtime) and the B0 it replaced (its kept predictions)"
+$bin/python studies/ablation.py --data "$data" --out docs/ablation \
+    --run "Lite0, ImageNet weights=$out/lite0_imagenet/eval_test/predictions.csv" \
+    --run "Lite0, from scratch=$out/lite0_scratch/eval_test/predictions.csv" \
+    --run "V2-B0, from scratch=$out/v2b0_scratch/eval_test/predictions.csv" \
+    --bundle "shipped: Lite0, ImageNet weights, 224 px, three stages frozen, 8 epochs=models/ham10000_lite0.onnx" \
+    --run "shipped before: V2-B0, from scratch, 128 px, 22 epochs=docs/ablation/ham10000_b0_predictions.csv"

@@ -85,13 +85,13 @@ if [ -d "${HAM:-}" ] && [ "$recipe_seconds" -gt 0 ]; then
 fi
 if python3 -c "import tensorrt" 2>/dev/null; then
     elapsed "TensorRT engines of the shipped model: FP16 from the FP32 bundle, INT8 from its QDQ bundle (explicit)"
-    cp models/ham10000_b0.onnx models/ham10000_b0.onnx.json "$work/"
+    cp models/ham10000_lite0.onnx models/ham10000_lite0.onnx.json "$work/"
     # On the workstation the INT8 bundle is made on real images and refused below the fidelity targets; here the
     # five samples only give TensorRT its Q/DQ graph to build (the fidelity written beside it says nothing).
-    timeout 300 python3 -m export.cli quantize "$work/ham10000_b0.onnx" --precision int8 --target tensorrt \
+    timeout 300 python3 -m export.cli quantize "$work/ham10000_lite0.onnx" --precision int8 --target tensorrt \
         --calib assets/samples --method minmax --accept-fidelity -o "$work/int8.onnx"
     for precision in fp16 int8; do
-        source_bundle=$([ "$precision" = int8 ] && echo "$work/int8.onnx" || echo "$work/ham10000_b0.onnx")
+        source_bundle=$([ "$precision" = int8 ] && echo "$work/int8.onnx" || echo "$work/ham10000_lite0.onnx")
         timeout 600 python3 -m export.cli trt "$source_bundle" "--$precision" -o "$work/$precision.engine" \
             --mc-samples 1:30:64 && timeout 120 $mnet bench --model "$work/$precision.engine" --backend tensorrt \
             --images assets/samples --json "$work/bench-trt-$precision.json"

@@ -137,6 +137,22 @@ def test_int8_for_tensorrt_passes_its_check_and_int8_for_ort_does_not(tmp_path):
 
 
 @pytest.mark.slow
+def test_groups_kept_fp32_by_depth_leave_exactly_those_layers_unquantized(tmp_path):
+    import onnx
+
+    spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, keep_fp32=("stem", "stage0"), sensitivity=False)
+    made = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [], targets=LENIENT, log=lambda line: None)
+    assert made.record["fp32_groups"] == ["stem", "stage0"] and made.record["stage_groups"]["stage0"] == 2
+    graph = onnx.load(str(made.bundle)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    weight_of = {node.name: node.input[1] for node in graph.node if node.op_type in ("Conv", "MatMul")}
+    fp32 = {name for name, weight in weight_of.items() if weight not in dequantized}
+    original = onnx.load(str(BUNDLE))
+    expected = set(layer_groups(original)["stem"]) | set(stage_groups(original)["stage0"])
+    assert fp32 == expected, "the stem and the first stage's convolutions, and nothing else, stay FP32"
+
+
+@pytest.mark.slow
 def test_a_bundle_below_the_targets_is_refused_and_says_which_figure(tmp_path):
     impossible = FidelityTargets(top1_agreement=1.01)
     spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, sensitivity=False)

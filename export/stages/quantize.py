@@ -3,9 +3,9 @@
 INT8 is static QDQ (ONNX Runtime's quantizer): per-channel weights, INT8 activations, ranges calibrated on real
 images. The calibration method is chosen by measured agreement with the FP32 bundle on tuning images (apart from
 the calibration and the fidelity images), and a sensitivity pass keeps whole layer groups in FP32, by role (stem,
-squeeze-excite, head, ...) or by depth (a backbone stage), the most costly first, until that agreement reaches the
-target. FP16 keeps the bundle's inputs
-and outputs FP32."""
+squeeze-excite, head, ...) or by depth (a backbone stage), the most costly first (of groups within one tuning
+image of each other, the smallest), until that agreement reaches the target; after each group the other methods
+are tried again. FP16 keeps the bundle's inputs and outputs FP32."""
 
 from __future__ import annotations
 
@@ -182,10 +182,17 @@ def to_int8(bundle: Path, calibration: Calibration, spec: QuantizeSpec, targets:
             if not remaining:
                 break
             gains = {group: trial(method, kept + (group,)) for group in remaining}
-            group = max(gains, key=lambda name: (gains[name], -len(groups[name])))  # ties: fewer layers FP32
-            if gains[group] <= best:
+            top = max(gains.values())
+            if top <= best:
                 break
+            # within one tuning image of the best, the group that keeps the fewest layers FP32
+            close = [group for group in remaining if gains[group] > best
+                     and gains[group] >= top - 1 / len(calibration.tune)]
+            group = min(close, key=lambda name: len(groups[name]))
             kept, best = kept + (group,), gains[group]
+            for other in spec.methods:  # the method that fitted the whole network may not fit what is left
+                if other != method and (score := trial(other, kept)) > best:
+                    method, best = other, score
         final = Path(work) / "final.onnx"
         _quantize(prepared, final, calibration, features, method, spec.target, excluded(kept),
                   Path(work) / f"{method}.json")
