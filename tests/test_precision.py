@@ -103,7 +103,8 @@ def test_an_fp16_bundle_keeps_the_contract_and_records_its_fidelity(fp16):
     assert quantization["fidelity"] == json.loads(fp16.report.read_text())["quantization"]["fidelity"]
     figures = fp16.figures
     assert figures["images"] == 5 and figures["passed"] and figures["top1_agreement"] == 1.0
-    assert figures["max_abs_probability_difference"] < 5e-3 and figures["gradcampp_pearson"]["p5"] > 0.99
+    # FP16 moves a probability of the shipped Lite0 by up to 0.01 on these images (the B0 before it: 0.0015)
+    assert figures["max_abs_probability_difference"] < 0.02 and figures["gradcampp_pearson"]["p5"] > 0.99
     report = Predictor(fp16.bundle).predict(SAMPLES / "ISIC_0034376.jpg").to_dict()
     assert report["model"]["precision"] == "fp16"
 
@@ -240,7 +241,9 @@ def test_doctor_says_which_precisions_this_cpu_accelerates():
 @needs_openvino
 @pytest.mark.slow
 def test_openvino_reads_int8_bundles_and_refuses_a_foreign_model(tmp_path):
-    spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, sensitivity=False)
+    # the stem and first stage kept FP32: in INT8 they break Lite0 (docs/precision.md), and then the two engines'
+    # INT8 kernels round that breakage differently; this test is about OpenVINO reading the rest as ORT does
+    spec = QuantizeSpec("int8", methods=("minmax",), calib_images=5, keep_fp32=("stem", "stage0"), sensitivity=False)
     made = quantize_bundle(BUNDLE, spec, tmp_path / "int8.onnx", SAMPLES, [], targets=LENIENT,
                            log=lambda line: None)
     reference, ours = Predictor(made.bundle), Predictor(made.bundle, backend="openvino")
