@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from melanomanet.challenge import write_probability_csv  # noqa: E402
 from melanomanet.data.ham10000 import read_metadata  # noqa: E402
 from melanomanet.data.layouts import prepare_data  # noqa: E402
 from melanomanet.metrics import roc_auc  # noqa: E402
@@ -55,14 +56,6 @@ def aligned(path: Path, images: list[str], split_seed: int) -> np.ndarray:
     return np.stack([predicted[image] for image in images])
 
 
-def write_predictions(path: Path, images: list[str], probabilities: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", *CLASS_NAMES])
-        writer.writerows([name, *map(float, row)] for name, row in zip(images, probabilities))
-
-
 def bundle_predictions(bundle: Path, images: list[str], files: list[Path], out: Path) -> Path:
     predictor = Predictor(bundle, abcde=False)
     probabilities = []
@@ -70,9 +63,9 @@ def bundle_predictions(bundle: Path, images: list[str], files: list[Path], out: 
         probabilities.append(predictor.predict(path).probabilities)
         if index % 200 == 0:
             print(f"  {bundle.name}: {index}/{len(files)}", file=sys.stderr)
-    written = out / f"{bundle.stem}_predictions.csv"
-    write_predictions(written, images, np.asarray(probabilities))
-    return written
+    out.mkdir(parents=True, exist_ok=True)
+    return write_probability_csv(out / f"{bundle.stem}_predictions.csv", images, np.asarray(probabilities),
+                                 CLASS_NAMES)
 
 
 def row_figures(targets: np.ndarray, probabilities: np.ndarray, groups: np.ndarray) -> dict:
