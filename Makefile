@@ -80,7 +80,7 @@ lint: $(STAMP)
 # runtime/serving/requirements.txt, or to take new releases on purpose (then run make test on the result).
 lock:
 	test -x $(LOCK_TOOLS)/bin/pip-compile || { python3 -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.6.2; }
-	$(PIP_COMPILE) --extra train --extra export --extra dev --extra serve --extra openvino -o requirements/dev.txt pyproject.toml requirements/pins.in
+	$(PIP_COMPILE) --extra train --extra export --extra dev --extra serve --extra openvino --extra ray -o requirements/dev.txt pyproject.toml requirements/pins.in
 	$(PIP_COMPILE) -o requirements/serve.txt runtime/serving/requirements.txt
 	$(PIP_COMPILE) --extra serve -o requirements/runtime.txt pyproject.toml
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import io
 import os
@@ -24,6 +25,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # and PH2's masks/, ISIC's *_segmentation.png, mnet abcde's *.mask.png): a folder scan skips them, saying so.
 MASK_FOLDERS = ("truth", "masks")
 MASK_SUFFIXES = ("_segmentation.png", "_lesion.png", "_mask.png", ".mask.png")
+# Lists of image paths `mnet run` reads (an archive's index): a CSV or Parquet file with a `path` column.
+LIST_SUFFIXES = (".csv", ".parquet")
+LIST_COLUMN = "path"
 MIN_SIDE = 16
 MAX_PIXELS = 200_000_000
 EXIF_ORIENTATION = 0x0112
@@ -194,6 +198,9 @@ def collect_images(inputs: list[str | Path], exclude: Path | None = None) -> tup
     skipped: list[tuple[Path, str]] = []
     excluded = exclude.resolve() if exclude is not None and exclude.exists() else None
     for item in map(Path, inputs):
+        if item.suffix.lower() in LIST_SUFFIXES and item.is_file():
+            found.extend(Found(path, path.parent) for path in listed_images(item))
+            continue
         if not item.is_dir():
             found.append(Found(item, item.parent))
             continue
@@ -222,6 +229,46 @@ def collect_images(inputs: list[str | Path], exclude: Path | None = None) -> tup
         if len(found) == before:
             skipped.append((item, f"failed: {item}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})"))
     return found, skipped
+
+
+def listed_images(listing: Path) -> list[Path]:
+    """The images a list names, in its order: the `path` column of a CSV (header row first; a one-column CSV
+    may name it otherwise) or of a Parquet file (read with pyarrow, which the `ray` extra installs). Relative
+    paths are taken from the list's folder."""
+    read = _parquet_column if listing.suffix.lower() == ".parquet" else _csv_column
+    try:
+        names = [name.strip() for name in read(listing) if name and name.strip()]
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise ImageError(listing, f"cannot read this list of images ({error})", LIST_FIX, usage=True) from error
+    if not names:
+        raise ImageError(listing, "the list names no images", LIST_FIX, usage=True)
+    return [path if path.is_absolute() else listing.parent / path for path in map(Path, names)]
+
+
+LIST_FIX = f"Give it a '{LIST_COLUMN}' column of image paths, one row per image"
+
+
+def _csv_column(listing: Path) -> list[str]:
+    with open(listing, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.reader(handle))
+    header = [name.strip() for name in rows[0]] if rows else []
+    if LIST_COLUMN not in header and len(header) != 1:
+        raise ValueError(f"no '{LIST_COLUMN}' column; its header: {', '.join(header) or 'none'}")
+    column = header.index(LIST_COLUMN) if LIST_COLUMN in header else 0
+    return [row[column] for row in rows[1:] if len(row) > column]
+
+
+def _parquet_column(listing: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError as error:
+        raise ImageError(listing, "reading a Parquet list needs pyarrow, which is not installed",
+                         "Install the ray extra (pip install 'melanomanet-edge[ray]') or give a CSV list",
+                         usage=True) from error
+    table = parquet.read_table(listing)
+    if LIST_COLUMN not in table.column_names:
+        raise ValueError(f"no '{LIST_COLUMN}' column; it has {', '.join(table.column_names)}")
+    return [str(value) for value in table.column(LIST_COLUMN).to_pylist() if value is not None]
 
 
 def _skip_reason(entry: Path) -> str | None:

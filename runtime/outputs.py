@@ -120,9 +120,15 @@ def failure_message(error: Exception, out: Path, path: Path) -> str:
     """What a summary row says of an image that failed; an unexpected error's traceback goes to ERRORS_LOG."""
     if isinstance(error, (MnetError, OSError)):
         return str(error)
+    return unexpected_failure(out, path, type(error).__name__, str(error), "".join(traceback.format_exception(error)))
+
+
+def unexpected_failure(out: Path, path: Path, kind: str, message: str, trace: str) -> str:
+    """An unexpected error (a defect, raised here or on a worker): its traceback appended to ERRORS_LOG, and what
+    the image's summary row says of it."""
     with open_no_follow(out / ERRORS_LOG, "a") as log:
-        log.write(f"{path}\n{''.join(traceback.format_exception(error))}\n")
-    return f"unexpected {type(error).__name__}: {error} (traceback in {ERRORS_LOG}; please report it)"
+        log.write(f"{path}\n{trace}\n")
+    return f"unexpected {kind}: {message} (traceback in {ERRORS_LOG}; please report it)"
 
 
 def recorded_file(path: Path, digest: str | None) -> tuple[bytes, dict] | None:

@@ -17,8 +17,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from runtime.audit import AuditLog, logged_reports, prediction_entry, sha256_bytes
 from runtime.imageio import Found, collect_images, output_names, write_atomic
@@ -123,11 +124,13 @@ def supersede(out: Path, stems: list[str], audit: AuditLog | None) -> None:
 def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, progress=None,
               collected: tuple[list[Found], list] | None = None, options: dict | None = None,
               force: bool = False, workers: int = 1,
-              open_audit: Callable[[], AuditLog] | None = None) -> BatchSummary:
+              open_audit: Callable[[], AuditLog] | None = None, engine: Engine | None = None) -> BatchSummary:
     """`collected`: the result of `collect_images(inputs, out)` when the caller already has it. `options`: what
     else changes the reports (recorded in run.json with the model). `workers` > 1 overlaps the stages of
-    different images (`pipelined`); the outputs are the same as one at a time. `open_audit` opens the audit log
-    once the output folder is checked, before the first image (a log that cannot be written stops the run).
+    different images (`pipelined`); the outputs are the same as one at a time. `engine`: what explains the
+    images instead of this process's threads (`runtime.app.ray_engine`: actors on a Ray cluster); this process
+    still writes every file and audit record. `open_audit` opens the audit log once the output folder is
+    checked, before the first image (a log that cannot be written stops the run).
 
     Each report is staged, then logged, then made visible (`deliver`), in order, in every mode: a report on
     disk always has its record, on Ctrl-C and after a kill."""
@@ -146,10 +149,11 @@ def run_batch(predictor, inputs: list, out: Path, cam_class: str | None = None, 
                 for entry, stem in zip(found, output_names(found, RESERVED_STEMS))]
         if force:
             supersede(out, [job.stem for job in jobs], audit)
-        return _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, workers, audit, logged)
+        engine = engine or partial(stream, workers=workers)
+        return _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, engine, audit, logged)
 
 
-def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, workers, audit, logged):
+def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, engine, audit, logged):
     summary = BatchSummary()
     delivered = Delivery(predictor, audit, cam_class)
     with summary_writer(out, SUMMARY_FIELDS) as write:
@@ -171,7 +175,7 @@ def _explain_jobs(predictor, jobs, skipped, out, cam_class, progress, force, wor
         for path, reason in skipped:
             status, _, message = reason.partition(": ")
             record(Outcome(str(path), status, _row(path, status, error=message)))
-        flowing = stream(BatchStages(predictor.stages, out, force, logged), jobs, workers)
+        flowing = engine(BatchStages(predictor.stages, out, force, logged), jobs)
         concluded = 0
         try:
             for job in flowing:
@@ -248,17 +252,24 @@ class BatchStages:
         self.inner, self.out, self.force, self.logged = inner, out, force, logged
 
     def prepare(self, job: Job) -> Job:
-        job.out = self.out
         try:
-            job.digest = sha256_file(job.path) if job.path.is_file() else None
-            report = None if self.force else _finished(self.out, job.stem, job.digest, self.logged)
-            if report is not None:
-                job.resumed = True
-                job.result = _done(job, report)
-                return job
-            return self.inner.prepare(job)
+            return job if self.resume(job) else self.inner.prepare(job)
         except Exception as error:
             return _fail(job, error)
+
+    def resume(self, job: Job) -> bool:
+        """Whether the image is done already: its files are complete, logged and made from this very input (the
+        input is hashed only where a report is there to compare with)."""
+        job.out = self.out
+        if self.force or not (self.out / f"{job.stem}.json").is_file():
+            return False
+        job.digest = sha256_file(job.path) if job.path.is_file() else None
+        report = _finished(self.out, job.stem, job.digest, self.logged)
+        if report is None:
+            return False
+        job.resumed = True
+        job.result = _done(job, report)
+        return True
 
     def run_network(self, jobs: list[Job]) -> None:
         try:
@@ -274,12 +285,22 @@ class BatchStages:
                 self.inner.explain(job)
                 if isinstance(job.result, Exception):
                     raise job.result
-                report, job.staged = write_outputs(job.result, job.out, job.stem, job.digest)
-                _done(job, report)
+                deliver_rendered(job, job.result)
             except Exception as error:
                 _fail(job, error)
         job.result = job.prepared = job.outputs = job.measured = None
         return job
+
+
+# What explains a batch's jobs: yields each once its files are written (or it failed), in the jobs' order; closing
+# it lets the images in flight finish. `stream` is this process's; runtime.app.ray_engine spreads them over Ray.
+Engine = Callable[[BatchStages, list[Job]], Iterator[Job]]
+
+
+def deliver_rendered(job: Job, result: Result | Rendered) -> Job:
+    """The image's heatmap and panel written, its report staged for `Delivery`, its summary row made."""
+    report, job.staged = write_outputs(result, job.out, job.stem, job.digest)
+    return _done(job, report)
 
 
 def stream(stages: Stages, jobs: list[Job], workers: int):
@@ -294,14 +315,19 @@ def stream(stages: Stages, jobs: list[Job], workers: int):
 
 
 def _done(job: Job, report: dict) -> Job:
+    job.digest = report["input"].get("sha256", job.digest)
     job.outcome = Outcome(str(job.path), "ok", _report_row(job.path, report, job.stem))
     job.concepts = report.get("concepts")
     return job
 
 
 def _fail(job: Job, error: Exception) -> Job:
-    job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=failure_message(error, job.out,
-                                                                                                  job.path)))
+    return fail_job(job, failure_message(error, job.out, job.path), error)
+
+
+def fail_job(job: Job, message: str, error: Exception | None = None) -> Job:
+    """The image's `failed` summary row, saying `message`."""
+    job.outcome = Outcome(str(job.path), "failed", _row(job.path, "failed", error=message))
     job.result = error
     return job
 

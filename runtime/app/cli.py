@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,9 +40,15 @@ from runtime.options import check_plausible_scale
 from runtime.serving import DEFAULT_MAX_REQUEST_MB
 
 
+class EngineName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 def run(
-    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_FOLDERS",
-                                                 help="Image files and/or folders of images.")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_FOLDERS_OR_LIST",
+                                                 help="Image files and/or folders of images, or a list of image "
+                                                      "paths: a .csv (a 'path' column) or .parquet file.")],
     model: Annotated[Optional[Path], typer.Option(help="Exported bundle: model.onnx (or a TensorRT .engine). "
                                                   "Not with --server.")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for reports, summary.csv.")] = Path("mnet_out"),
@@ -78,11 +85,29 @@ def run(
     audit_new: AuditNewOpt = False,
     audit_max_mb: AuditMaxMbOpt = None,
     trusted_keys: TrustedKeysOpt = None,
+    engine: Annotated[EngineName, typer.Option(help="What explains the images: this process's threads (local), or "
+                                               "a pool of actors on Ray (ray: a local Ray, or a cluster with "
+                                               "--address; docs/ray.md). The files are the same.")] = EngineName.local,
+    address: Annotated[Optional[str], typer.Option(help="With --engine ray: the Ray cluster to join (auto, or "
+                                                   "HOST:6379; default: start a Ray on this machine).")] = None,
+    actors: Annotated[Optional[int], typer.Option(min=1, help="With --engine ray: actors, each with its own "
+                                                  "verified copy of the model (default: one per CPU, or per "
+                                                  "GPU share with --gpus-per-actor).")] = None,
+    gpus_per_actor: Annotated[float, typer.Option(min=0, help="With --engine ray: GPUs each actor reserves (0.5: "
+                                                  "two actors share a GPU; use with --backend ort-cuda or "
+                                                  "trt).")] = 0.0,
 ):
     """Explained predictions (probabilities, MC uncertainty, GradCAM++, ABCD): a JSON report and PNG panel each.
     Rerunning into the same folder skips the images already done."""
     require_named_inputs(inputs)
     guarded(lambda: check_plausible_scale(mm_per_px, force_scale))
+    ray_only = {"--address": address is not None, "--actors": actors is not None,
+                "--gpus-per-actor": gpus_per_actor != 0}
+    if engine != EngineName.ray and any(ray_only.values()):
+        fail(ConfigError(f"{', '.join(name for name, used in ray_only.items() if used)}: for --engine ray"))
+    if engine == EngineName.ray and (workers is not None or server is not None):
+        fail(ConfigError("--engine ray: its actors explain the images; leave out --workers and --server "
+                         "(use --actors)"))
     if server is not None:
         local_only = {"--model": model is not None, "--mc-samples": mc_samples is not None, "--seed": seed != 0,
                       "--backend": backend != BackendName.ort_cpu, "--threads": threads != 0, "--no-abcde": not abcde,
@@ -99,10 +124,13 @@ def run(
         fail(ConfigError("give --model model.onnx (or --server URL)"))
     from runtime.predictor import Predictor
 
+    settings = {"backend": backend.value, "mc_samples": mc_samples, "seed": seed, "threads": threads, "abcde": abcde,
+                "mm_per_px": mm_per_px, "verify": verify, "lesion_at": lesion_at, "trusted_keys": trusted_keys}
+    ray_engine = None
     try:
-        predictor = Predictor(model, backend=backend.value, mc_samples=mc_samples, seed=seed, threads=threads,
-                              abcde=abcde, mm_per_px=mm_per_px, verify=verify, lesion_at=lesion_at,
-                              trusted_keys=trusted_keys)
+        if engine == EngineName.ray:
+            model, settings, ray_engine = _ray_engine(model, settings, class_name, address, actors, gpus_per_actor)
+        predictor = Predictor(model, **settings)
         if class_name:
             predictor.class_index(class_name)
     except MnetError as error:
@@ -116,12 +144,12 @@ def run(
 
     open_log = None if no_audit else lambda: _open_audit(audit or out / "audit.jsonl", operator, device_id, log_names,
                                                          audit_new, audit_max_mb)
-    collected = collect_images(inputs, out)
+    collected = guarded(lambda: collect_images(inputs, out))
     options = {"mc_samples": predictor.mc_samples, "seed": seed, "mm_per_px": mm_per_px, "abcde": abcde,
                "lesion_at": list(lesion_at) if lesion_at else None,
                "backend": backend.value, "verified": verify}
     summary = _explain_all(predictor, inputs, out, class_name, collected, options, force,
-                           workers or os.cpu_count() or 1, open_log)
+                           workers or os.cpu_count() or 1, open_log, ray_engine)
     if predictor.concepts is not None:
         from runtime.concepts import tcav_scores
         from runtime.imageio import write_atomic
@@ -129,6 +157,20 @@ def run(
         write_atomic(out / "tcav.json", json.dumps(tcav_scores(summary.concepts), indent=2).encode())
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _ray_engine(model: Path, settings: dict, class_name, address, actors, gpus_per_actor):
+    """The bundle as every node reads it, the driver's own predictor settings (it only checks the bundle and
+    keeps the log: ONNX Runtime on CPU for an ONNX bundle, so the head node needs no GPU) and the engine, whose
+    actors each reserve --threads CPUs (default 1) and run the model with the settings asked for."""
+    from runtime.app.ray_engine import PredictorSpec, RayEngine, RaySettings
+
+    cpus = settings["threads"] or 1
+    ray_settings = RaySettings(address, actors, gpus_per_actor, cpus)
+    model = model.absolute()
+    engine = RayEngine(PredictorSpec(model, {**settings, "threads": cpus}), ray_settings, class_name)
+    driver = {**settings, "threads": 1, "backend": "ort-cpu" if model.suffix == ".onnx" else settings["backend"]}
+    return model, driver, engine
 
 
 def _open_audit(path: Path, operator, device_id, log_names, audit_new, audit_max_mb):
@@ -153,12 +195,14 @@ def _run_served(inputs, out, server, concurrency, class_name, mm_per_px, lesion_
         console.print("[yellow]the server runs demo weights trained on synthetic lesions: outputs are not about real "
                       "lesions and not for diagnosis[/yellow]")
     options = {"server": server, "mm_per_px": mm_per_px, "lesion_at": list(lesion_at) if lesion_at else None}
-    summary = _explain_all(served, inputs, out, class_name, collect_images(inputs, out), options, force, concurrency)
+    summary = _explain_all(served, inputs, out, class_name, guarded(lambda: collect_images(inputs, out)), options,
+                           force, concurrency)
     if summary.failed:
         raise typer.Exit(1)
 
 
-def _explain_all(predictor, inputs, out, class_name, collected, options, force, workers, open_audit=None):
+def _explain_all(predictor, inputs, out, class_name, collected, options, force, workers, open_audit=None,
+                 engine=None):
     """The batch with a progress bar and the summary table; the summary."""
     from runtime.app.batch import run_batch
 
@@ -167,7 +211,7 @@ def _explain_all(predictor, inputs, out, class_name, collected, options, force, 
         try:
             summary = run_batch(predictor, inputs, out, class_name, progress=lambda path: bar.advance(task),
                                 collected=collected, options=options, force=force, workers=workers,
-                                open_audit=open_audit)
+                                open_audit=open_audit, engine=engine)
         except MnetError as error:
             bar.stop()
             fail(error)
