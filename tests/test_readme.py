@@ -20,7 +20,8 @@ APPS = {"mnet": app, "mnet-export": export_app}
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
     joined = [line.split("  #")[0].strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
-    return [line for line in joined if line.split(" ")[0] in APPS]
+    commands = [command.strip() for line in joined for command in line.split("; ")]
+    return [command for command in commands if command.split(" ")[0] in APPS]
 
 
 def resolve(line: str) -> tuple[typer.Typer, list[str], object, list[str]]:
