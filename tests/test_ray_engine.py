@@ -164,6 +164,41 @@ def test_ctrl_c_keeps_every_finished_row_and_the_rerun_resumes(local_ray, bundle
     assert len(predictions(out / "audit.jsonl")) == 10 and verify([out / "audit.jsonl"]) == []
 
 
+def test_the_command_joins_a_running_cluster_and_leaves_it_running(local_ray, bundle, tmp_path):
+    """--address: the module's Ray (its token saved in ~/.ray by Ray, as `ray start` saves it); the cluster
+    outlives the run."""
+    address = local_ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "runtime", "run", str(SAMPLES), "--model", str(bundle), "--mc-samples", "4",
+               "-o", str(tmp_path / "out"), "--engine", "ray", "--address", address, "--actors", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0 and "5 ok (0 already done)" in said, said
+    assert "starting a Ray" not in said and local_ray.is_initialized() and local_ray.cluster_resources()["CPU"] == 2
+    assert verify([tmp_path / "out" / "audit.jsonl"]) == []
+
+
+def test_lists_of_images_are_read_from_csv_and_parquet(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    from runtime.errors import ImageError
+    from runtime.imageio import collect_images
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "one.csv").write_text("path\nsub/a.jpg\n/abs/b.png\n\n")
+    pyarrow.parquet.write_table(pyarrow.table({"site": ["x", "y"], "path": ["sub/a.jpg", "/abs/b.png"]}),
+                                tmp_path / "two.parquet")
+    for listing in ("one.csv", "two.parquet"):
+        found, skipped = collect_images([tmp_path / listing])
+        assert [entry.path for entry in found] == [tmp_path / "sub" / "a.jpg", Path("/abs/b.png")] and not skipped
+    (tmp_path / "bad.csv").write_text("image,site\na.jpg,x\n")
+    with pytest.raises(ImageError, match="bad.csv: cannot read this list of images .*no 'path' column"):
+        collect_images([tmp_path / "bad.csv"])
+    (tmp_path / "fake.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ImageError, match="fake.parquet: cannot read this list"):
+        collect_images([tmp_path / "fake.parquet"])
+
+
 def test_the_options_say_what_they_are_for(bundle, tmp_path):
     runner = CliRunner()
     stray = runner.invoke(app, ["run", str(SAMPLES), "--model", str(bundle), "--actors", "2", "-o", str(tmp_path)])

@@ -145,8 +145,8 @@ class RayEngine:
         if not waiting:
             return
         ray = _import_ray()
-        started_here = not ray.is_initialized()
-        if started_here:
+        connected_here = not ray.is_initialized()
+        if connected_here:
             _start(ray, self.settings.address)
         try:
             from ray.data import ActorPoolStrategy, DataContext
@@ -166,8 +166,8 @@ class RayEngine:
                 num_gpus=self.settings.gpus_per_actor or None, batch_format="numpy")
             yield from explained.iter_rows()
         finally:
-            if started_here:
-                ray.shutdown()
+            if connected_here:
+                ray.shutdown()  # stops the Ray this run started; leaves a joined cluster running
 
 
 def _settle(job: Job, answer: dict) -> None:
