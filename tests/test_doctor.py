@@ -14,6 +14,8 @@ def test_doctor_reports_what_is_installed_and_exits_0_when_the_runtime_can_run()
     checks = {check.name: check for check in runtime.app.doctor.diagnose()}
     assert checks["runtime (ort-cpu)"].ok and version("onnxruntime") in checks["runtime (ort-cpu)"].detail
     assert checks["training and export"].ok and version("torch") in checks["training and export"].detail
+    ray = checks["archives on Ray (mnet run --engine ray)"]
+    assert ray.ok and version("ray") in ray.detail and "melanomanet-edge[ray]" in ray.fix
 
 
 def test_doctor_names_the_fix_when_onnxruntime_is_missing(monkeypatch):

@@ -15,7 +15,7 @@ from runtime.app.precision import hardware_advice
 from runtime.hardware import cpu_flags, openvino_cpu_capabilities, precision_support
 
 PACKAGES = ("numpy", "opencv-python-headless", "pillow", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-            "cuda-python", "torch", "timm", "onnx", "tritonclient", "openvino")
+            "cuda-python", "torch", "timm", "onnx", "tritonclient", "openvino", "ray", "pyarrow")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,9 @@ def diagnose() -> list[Check]:
         Check("precision", True, hardware_advice(cpu_flags(), gpu, bool(devices)) + "; measure it on your bundle: "
               "mnet bench --model model.onnx --precision"),
         serving_check(versions["tritonclient"]),
+        Check("archives on Ray (mnet run --engine ray)", versions["ray"] is not None,
+              f"ray {versions['ray'] or 'missing'}, pyarrow {versions['pyarrow'] or 'missing'} (Parquet lists)",
+              "pip install 'melanomanet-edge[ray]' (Ray Data; a cluster: docs/ray.md)"),
         Check("training and export", bool(versions["torch"] and versions["timm"] and versions["onnx"]),
               f"torch {versions['torch'] or 'missing'}, timm {versions['timm'] or 'missing'}, "
               f"onnx {versions['onnx'] or 'missing'}",
