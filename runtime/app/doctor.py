@@ -93,11 +93,37 @@ def diagnose() -> list[Check]:
         Check("archives on Ray (mnet run --engine ray)", versions["ray"] is not None,
               f"ray {versions['ray'] or 'missing'}, pyarrow {versions['pyarrow'] or 'missing'} (Parquet lists)",
               "pip install 'melanomanet-edge[ray]' (Ray Data; a cluster: docs/ray.md)"),
+        *model_file_checks(),
         Check("training and export", bool(versions["torch"] and versions["timm"] and versions["onnx"]),
               f"torch {versions['torch'] or 'missing'}, timm {versions['timm'] or 'missing'}, "
               f"onnx {versions['onnx'] or 'missing'}",
               "pip install 'melanomanet-edge[train,export]' (not needed on the device)"),
     ]
+
+
+def model_file_checks() -> list[Check]:
+    """Every model file the ABCD analysis loads, with its sha256 and whether it is the file its record names."""
+    from runtime.abcde.rules import RULES_FILE
+    from runtime.abcde.segmenter import ACTIVE_MODELS, segmenter_sha256
+    from runtime.errors import ManifestError
+    from runtime.manifest import sha256_file
+
+    fix = "reinstall the package (or retrain: make abcd)"
+    checks = []
+    for kind, model in ACTIVE_MODELS.get().items():
+        try:
+            expected = segmenter_sha256(model)
+        except ManifestError as error:
+            checks.append(Check(f"ABCD segmenter ({kind})", False, str(error), fix))
+            continue
+        found = sha256_file(model) if model.is_file() else None
+        state = "matches its record" if found == expected else f"does not match its record ({expected[:12]}...)"
+        checks.append(Check(f"ABCD segmenter ({kind})", found == expected,
+                            f"{model.name} sha256 {(found or 'missing')[:12]}...: {state}", fix))
+    rules = sha256_file(RULES_FILE) if RULES_FILE.is_file() else None
+    checks.append(Check("ABCD rules", rules is not None, f"{RULES_FILE.name} sha256 {(rules or 'missing')[:12]}...",
+                        fix))
+    return checks
 
 
 def openvino_capabilities_note() -> str:
