@@ -22,7 +22,8 @@ echo "== 5/7 export: onnx -> verify -> check (-> trt where TensorRT and a GPU ex
 $bin/mnet-export all "$out/run/best.safetensors" -o "$out/export" --image-size 224 --images assets/samples \
     --cavs "$out/cavs.safetensors" --calibration "$out/calib.json" --dynamic-batch
 echo "== 6/7 explain the real sample images (torch-free runtime)"
-$bin/mnet run assets/samples --model "$out/export/model.onnx" -o "$out/reports" --mc-samples 30 --seed 0
+# --force: a rerun retrains, so its bundle differs from the one that made the reports already there
+$bin/mnet run assets/samples --model "$out/export/model.onnx" -o "$out/reports" --mc-samples 30 --seed 0 --force
 echo "== 7/7 serve the bundle on NVIDIA Triton (loopback) and explain the samples through it"
 port=${MNET_DEMO_PORT:-18080}
 $bin/mnet serve --model "$out/export/model.onnx" --http-port "$port" --grpc-port $((port + 1)) \
