@@ -44,6 +44,12 @@ def images_per_s(predictor, folder: Path, out: Path, workers: int) -> float:
     return len(summary.outcomes) / elapsed
 
 
+def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
+    """`mnet run` in this process: ONNX Runtime on `threads` threads (0: all), `workers` pipelining."""
+    with closing(Predictor(model, threads=threads)) as predictor:
+        return images_per_s(predictor, folder, out, workers)
+
+
 def graph_predictor(graph: str, device: str, mc_samples: int, scratch: Path) -> tuple[Predictor, dict]:
     """A predictor running the one-pass graph of `ARCH@SIZE` (random weights) in PyTorch on `device`; and what
     it is."""

@@ -21,13 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from benchmarks.pipeline import copies, images_per_s
+from benchmarks.pipeline import copies, in_process_images_per_s
 from runtime.app.batch import run_batch
 from runtime.app.ray_engine import PredictorSpec, RayEngine, RaySettings
 from runtime.audit import AuditLog, Identity
@@ -35,11 +34,6 @@ from runtime.hardware import cpu_summary
 from runtime.predictor import Predictor
 
 MNET = str(Path(sys.executable).with_name("mnet"))
-
-
-def local_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
-    with closing(Predictor(model, threads=threads)) as predictor:
-        return images_per_s(predictor, folder, out, workers)
 
 
 def split_processes_images_per_s(model: Path, folder: Path, work: Path, processes: int) -> float:
@@ -86,7 +80,7 @@ def main(model: Annotated[Path, typer.Option(help="The bundle to run.")],
         work = Path(scratch)
         folder = copies(images, work / "images", count)
         local = {f"threads {threads}, workers {workers}":
-                 local_images_per_s(model, threads, folder, work / f"local-{threads}-{workers}", workers)
+                 in_process_images_per_s(model, threads, folder, work / f"local-{threads}-{workers}", workers)
                  for threads in (0, 1) for workers in (cores, 2 * cores)}
         split = split_processes_images_per_s(model, folder, work, cores)
         ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)

@@ -29,7 +29,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from benchmarks.pipeline import copies, images_per_s
+from benchmarks.pipeline import copies, images_per_s, in_process_images_per_s
 from runtime.predictor import Predictor
 from runtime.serving.client import ServedModel, load_test
 
@@ -50,11 +50,6 @@ def start_server(model: Path, port: int, log: Path, options: list[str]) -> subpr
                 raise SystemExit(f"mnet serve exited: {log.read_text()[-2000:]}")
             time.sleep(0.5)
     raise SystemExit("mnet serve was not ready in 3 minutes")
-
-
-def in_process_images_per_s(model: Path, threads: int, folder: Path, out: Path, workers: int) -> float:
-    with closing(Predictor(model, threads=threads)) as predictor:
-        return images_per_s(predictor, folder, out, workers)
 
 
 def interleaved_latencies(model: Path, url: str, data: list[bytes], requests: int) -> dict[str, list[float]]:

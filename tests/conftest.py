@@ -95,3 +95,15 @@ def every_report_is_checked_against_its_schema():
     runtime.result.report_dict = checked
     yield
     runtime.result.report_dict = original
+
+
+def ctrl_c_after(count: int):
+    """A batch's progress callback that presses Ctrl-C (raises KeyboardInterrupt) once `count` images are done."""
+    done = []
+
+    def progress(path) -> None:
+        done.append(path)
+        if len(done) == count:
+            raise KeyboardInterrupt
+
+    return progress

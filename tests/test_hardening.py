@@ -33,7 +33,7 @@ from runtime.errors import BackendError, ConfigError, ImageError, ManifestError
 from runtime.imageio import load_image, read_image
 from runtime.manifest import MANIFEST_KEY, Manifest, write_sidecar
 from runtime.predictor import Predictor
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, ctrl_c_after
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -523,15 +523,8 @@ def test_ctrl_c_in_a_batch_keeps_a_row_for_every_report_written(bundle, tmp_path
     for index in range(8):
         shutil.copy(SAMPLES / "ISIC_0034338.jpg", inputs / f"lesion_{index}.jpg")
     predictor = Predictor(bundle, mc_samples=2, abcde=False)
-    seen = []
-
-    def interrupt_at_three(path):
-        seen.append(path)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(Interrupted, match=r"interrupted after \d of 8 images .* rerun the same command"):
-        run_batch(predictor, [inputs], tmp_path / "out", progress=interrupt_at_three, workers=workers)
+        run_batch(predictor, [inputs], tmp_path / "out", progress=ctrl_c_after(3), workers=workers)
     out = tmp_path / "out"
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert sorted(row["report"] for row in rows) == sorted(path.name for path in out.glob("lesion_*.json"))

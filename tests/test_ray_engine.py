@@ -23,7 +23,7 @@ from runtime.app.batch import run_batch
 from runtime.app.ray_engine import PredictorSpec, RayEngine, RaySettings
 from runtime.audit import AuditLog, Identity, verify
 from runtime.errors import ConfigError, Interrupted
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, ctrl_c_after
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -147,15 +147,8 @@ def test_a_killed_actor_loses_no_image_and_doubles_nothing(local_ray, bundle, im
 
 def test_ctrl_c_keeps_every_finished_row_and_the_rerun_resumes(local_ray, bundle, images, tmp_path):
     out = tmp_path / "out"
-    seen = []
-
-    def interrupt_at_four(path):
-        seen.append(path)
-        if len(seen) == 4:
-            raise KeyboardInterrupt
-
     with pytest.raises(Interrupted, match=r"interrupted after \d+ of 11 images .* rerun the same command"):
-        explain(bundle, images, out, progress=interrupt_at_four)
+        explain(bundle, images, out, progress=ctrl_c_after(4))
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert len(rows) >= 4
     assert sorted(row["report"] for row in rows if row["report"]) == sorted(p.name for p in out.glob("*_ISIC_*.json"))

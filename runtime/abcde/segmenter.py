@@ -66,14 +66,19 @@ def segmenter_sha256(model: Path = MODEL_FILE) -> str:
     return record(model)["sha256"]
 
 
+def recorded_and_found(model: Path = MODEL_FILE) -> tuple[str, str | None]:
+    """The sha256 the segmenter's record names, and that of the file there (None: missing)."""
+    return segmenter_sha256(model), sha256_file(model) if model.is_file() else None
+
+
 @lru_cache(maxsize=2)
 def session(model: Path = MODEL_FILE):
     """The ONNX Runtime session, once the file matches its recorded sha256 (one thread: the analysis runs
     beside the classifier)."""
     import onnxruntime as ort
 
-    expected = segmenter_sha256(model)
-    if not model.is_file() or sha256_file(model) != expected:
+    expected, found = recorded_and_found(model)
+    if found != expected:
         raise ManifestError(f"{model}: missing, or not the segmenter its record names (sha256 {expected[:12]}...); "
                             "reinstall the package (or retrain: mnet train-segmenter)")
     options = ort.SessionOptions()

@@ -252,10 +252,20 @@ class BatchStages:
         self.inner, self.out, self.force, self.logged = inner, out, force, logged
 
     def prepare(self, job: Job) -> Job:
+        if self.settled(job):
+            return job
         try:
-            return job if self.resume(job) else self.inner.prepare(job)
+            return self.inner.prepare(job)
         except Exception as error:
             return _fail(job, error)
+
+    def settled(self, job: Job) -> bool:
+        """Whether the image needs no explaining: resumed (`resume`), or failed while that was checked."""
+        try:
+            return self.resume(job)
+        except Exception as error:
+            _fail(job, error)
+            return True
 
     def resume(self, job: Job) -> bool:
         """Whether the image is done already: its files are complete, logged and made from this very input (the

@@ -104,7 +104,7 @@ def diagnose() -> list[Check]:
 def model_file_checks() -> list[Check]:
     """Every model file the ABCD analysis loads, with its sha256 and whether it is the file its record names."""
     from runtime.abcde.rules import RULES_FILE
-    from runtime.abcde.segmenter import ACTIVE_MODELS, segmenter_sha256
+    from runtime.abcde.segmenter import ACTIVE_MODELS, recorded_and_found
     from runtime.errors import ManifestError
     from runtime.manifest import sha256_file
 
@@ -112,11 +112,10 @@ def model_file_checks() -> list[Check]:
     checks = []
     for kind, model in ACTIVE_MODELS.get().items():
         try:
-            expected = segmenter_sha256(model)
+            expected, found = recorded_and_found(model)
         except ManifestError as error:
             checks.append(Check(f"ABCD segmenter ({kind})", False, str(error), fix))
             continue
-        found = sha256_file(model) if model.is_file() else None
         state = "matches its record" if found == expected else f"does not match its record ({expected[:12]}...)"
         checks.append(Check(f"ABCD segmenter ({kind})", found == expected,
                             f"{model.name} sha256 {(found or 'missing')[:12]}...: {state}", fix))

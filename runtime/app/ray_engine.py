@@ -22,7 +22,7 @@ from runtime.app.batch import BatchStages, Job, deliver_rendered, fail_job
 from runtime.app.console import console
 from runtime.errors import ConfigError, MnetError, ToolMissing
 from runtime.options import ImageOptions
-from runtime.outputs import failure_message, unexpected_failure
+from runtime.outputs import unexpected_failure
 from runtime.report import report_json
 from runtime.report.render import Rendered, render_outputs
 
@@ -89,8 +89,8 @@ class Explainer:
     def explain(self, path: str) -> dict:
         try:
             result = self.predictor.predict_batch([Path(path)], options=[self.options])[0]
-            if isinstance(result, (MnetError, OSError)):
-                return _answer(error=str(result))
+            if isinstance(result, Exception):
+                raise result
             rendered = render_outputs(result)
             return _answer(report=report_json(rendered.report), heatmap=rendered.heatmap_png,
                            panel=rendered.panel_png)
@@ -119,13 +119,7 @@ class RayEngine:
         self.spec, self.settings, self.cam_class = spec, settings, cam_class
 
     def __call__(self, stages: BatchStages, jobs: list[Job]) -> Iterator[Job]:
-        waiting = []
-        for job in jobs:
-            try:
-                if not stages.resume(job):
-                    waiting.append(job)
-            except Exception as error:
-                fail_job(job, failure_message(error, stages.out, job.path), error)
+        waiting = [job for job in jobs if not stages.settled(job)]
         answers = self._answers(waiting)
         arrived: dict[int, dict] = {}
         position = {id(job): index for index, job in enumerate(waiting)}
